@@ -1,0 +1,1075 @@
+/* SPDX-License-Identifier: MIT */
+#include "config.h"
+
+#include <string.h>
+
+#include "tlspyo-test-utils.h"
+#include "tlspyo-router-private.h"
+
+/* Peers are identified by a static name passed as peer_data, so deliveries
+ * can be checked as readable "peer:group:object" strings. */
+
+typedef struct
+{
+  const char *peer;
+  char       *group;
+  GBytes     *object;
+} Delivery;
+
+typedef struct
+{
+  char *group;
+  char *reason;
+} Drop;
+
+typedef struct
+{
+  TlspyoRouter *router;
+  GPtrArray    *deliveries;  /* Delivery* */
+  GPtrArray    *drops;       /* Drop* */
+} Recorder;
+
+static void
+delivery_free (gpointer data)
+{
+  Delivery *d = data;
+
+  g_free (d->group);
+  g_bytes_unref (d->object);
+  g_free (d);
+}
+
+static void
+drop_free (gpointer data)
+{
+  Drop *d = data;
+
+  g_free (d->group);
+  g_free (d->reason);
+  g_free (d);
+}
+
+static void
+record_delivery (gpointer    peer_data,
+                 const char *group,
+                 GBytes     *object,
+                 gpointer    user_data)
+{
+  Recorder *rec = user_data;
+  Delivery *d = g_new0 (Delivery, 1);
+
+  d->peer = peer_data;
+  d->group = g_strdup (group);
+  d->object = g_bytes_ref (object);
+  g_ptr_array_add (rec->deliveries, d);
+}
+
+static void
+record_drop (const char *group,
+             const char *reason,
+             gpointer    user_data)
+{
+  Recorder *rec = user_data;
+  Drop *d = g_new0 (Drop, 1);
+
+  d->group = g_strdup (group);
+  d->reason = g_strdup (reason);
+  g_ptr_array_add (rec->drops, d);
+}
+
+static Recorder *
+recorder_new (void)
+{
+  Recorder *rec = g_new0 (Recorder, 1);
+
+  rec->deliveries = g_ptr_array_new_with_free_func (delivery_free);
+  rec->drops = g_ptr_array_new_with_free_func (drop_free);
+  rec->router = tlspyo_router_new (record_delivery, record_drop, rec);
+
+  return rec;
+}
+
+static void
+recorder_free (Recorder *rec)
+{
+  /* The router first: freeing it must not call back. */
+  tlspyo_router_free (rec->router);
+  g_ptr_array_unref (rec->deliveries);
+  g_ptr_array_unref (rec->drops);
+  g_free (rec);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Recorder, recorder_free)
+
+static GBytes *
+object_new (const char *text)
+{
+  return g_bytes_new (text, strlen (text));
+}
+
+static char *
+delivery_to_string (Delivery *d)
+{
+  gsize size;
+  const char *data = g_bytes_get_data (d->object, &size);
+
+  return g_strdup_printf ("%s:%s:%.*s", d->peer, d->group, (int) size, data);
+}
+
+/* Asserts that exactly the expected deliveries happened since the last check,
+ * in order, then forgets them. */
+static void
+assert_deliveries (Recorder *rec,
+                   ...)
+{
+  g_autoptr(GString) expected = g_string_new (NULL);
+  g_autoptr(GString) actual = g_string_new (NULL);
+  const char *item;
+  va_list args;
+
+  va_start (args, rec);
+  while ((item = va_arg (args, const char *)) != NULL)
+    g_string_append_printf (expected, "%s\n", item);
+  va_end (args);
+
+  for (guint i = 0; i < rec->deliveries->len; i++)
+    {
+      g_autofree char *s = delivery_to_string (g_ptr_array_index (rec->deliveries, i));
+
+      g_string_append_printf (actual, "%s\n", s);
+    }
+
+  g_assert_cmpstr (actual->str, ==, expected->str);
+  g_ptr_array_set_size (rec->deliveries, 0);
+}
+
+#define assert_no_deliveries(rec) assert_deliveries ((rec), NULL)
+
+static void
+assert_drops (Recorder *rec,
+              ...)
+{
+  g_autoptr(GString) expected = g_string_new (NULL);
+  g_autoptr(GString) actual = g_string_new (NULL);
+  const char *item;
+  va_list args;
+
+  va_start (args, rec);
+  while ((item = va_arg (args, const char *)) != NULL)
+    g_string_append_printf (expected, "%s\n", item);
+  va_end (args);
+
+  for (guint i = 0; i < rec->drops->len; i++)
+    {
+      Drop *d = g_ptr_array_index (rec->drops, i);
+
+      g_string_append_printf (actual, "%s: %s\n", d->group, d->reason);
+    }
+
+  g_assert_cmpstr (actual->str, ==, expected->str);
+  g_ptr_array_set_size (rec->drops, 0);
+}
+
+#define assert_no_drops(rec) assert_drops ((rec), NULL)
+
+static TlspyoRouterPeer *
+join_ok (Recorder   *rec,
+         const char *peer,
+         ...)
+{
+  g_autoptr(GPtrArray) groups = g_ptr_array_new ();
+  g_autoptr(GError) error = NULL;
+  TlspyoRouterPeer *handle;
+  const char *group;
+  va_list args;
+
+  va_start (args, peer);
+  while ((group = va_arg (args, const char *)) != NULL)
+    g_ptr_array_add (groups, (gpointer) group);
+  va_end (args);
+  g_ptr_array_add (groups, NULL);
+
+  handle = tlspyo_router_join (rec->router, (gpointer) peer,
+                               (const char * const *) groups->pdata, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (handle);
+
+  return handle;
+}
+
+/* 1. Groups */
+
+static void
+test_groups_open (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o = object_new ("o");
+
+  g_assert_true (tlspyo_router_is_accepted (rec->router, "anything"));
+  g_assert_true (tlspyo_router_is_accepted (rec->router, "else"));
+
+  join_ok (rec, "a", "x", NULL);
+  g_assert_cmpuint (tlspyo_router_get_n_members (rec->router, "x"), ==, 1);
+
+  /* Created on first use by broadcast and produce too. */
+  tlspyo_router_broadcast (rec->router, "y", o);
+  g_assert_true (tlspyo_router_has_latest (rec->router, "y"));
+  tlspyo_router_produce (rec->router, "z", o, 1);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "z"), ==, 1);
+  assert_no_deliveries (rec);
+  assert_no_drops (rec);
+}
+
+static void
+test_groups_declared_only (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+
+  tlspyo_router_accept_group (rec->router, "a", -1, -1);
+  g_assert_true (tlspyo_router_is_accepted (rec->router, "a"));
+  g_assert_false (tlspyo_router_is_accepted (rec->router, "b"));
+
+  tlspyo_router_accept_group (rec->router, "b", 3, 5);
+  g_assert_true (tlspyo_router_is_accepted (rec->router, "a"));
+  g_assert_true (tlspyo_router_is_accepted (rec->router, "b"));
+  g_assert_false (tlspyo_router_is_accepted (rec->router, "c"));
+}
+
+static void
+test_groups_update_limits (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GError) error = NULL;
+  const char *groups[] = { "g", NULL };
+  g_autoptr(GBytes) o1 = object_new ("o1");
+  g_autoptr(GBytes) o2 = object_new ("o2");
+  g_autoptr(GBytes) o3 = object_new ("o3");
+
+  tlspyo_router_accept_group (rec->router, "g", 1, -1);
+  join_ok (rec, "a", "g", NULL);
+  g_assert_null (tlspyo_router_join (rec->router, "b", groups, &error));
+  g_assert_error (error, TLSPYO_ERROR, TLSPYO_ERROR_GROUP_REFUSED);
+  g_clear_error (&error);
+
+  tlspyo_router_accept_group (rec->router, "g", 2, -1);
+  join_ok (rec, "b", "g", NULL);
+  g_assert_cmpuint (tlspyo_router_get_n_members (rec->router, "g"), ==, 2);
+
+  /* Lowering max_consumables trims the queue now, oldest first. */
+  tlspyo_router_produce (rec->router, "g", o1, 1);
+  tlspyo_router_produce (rec->router, "g", o2, 1);
+  tlspyo_router_produce (rec->router, "g", o3, 1);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 3);
+  tlspyo_router_accept_group (rec->router, "g", 2, 1);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 1);
+  g_assert_cmpuint (tlspyo_router_get_n_dropped (rec->router, "g"), ==, 2);
+  assert_drops (rec, "g: queue of group 'g' is full (max_consumables 1): dropped the 2 oldest objects", NULL);
+  assert_no_deliveries (rec);
+}
+
+/* 2. Join */
+
+static void
+test_join_refused_undeclared (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) o = object_new ("o");
+  const char *groups[] = { "a", "b", NULL };
+
+  tlspyo_router_accept_group (rec->router, "a", -1, -1);
+  tlspyo_router_broadcast (rec->router, "a", o);
+
+  g_assert_null (tlspyo_router_join (rec->router, "p", groups, &error));
+  g_assert_error (error, TLSPYO_ERROR, TLSPYO_ERROR_GROUP_REFUSED);
+  g_assert_cmpstr (error->message, ==, "group 'b' is not accepted by this relay");
+
+  /* "a" was checked first but the refusal left no trace. */
+  g_assert_cmpuint (tlspyo_router_get_n_members (rec->router, "a"), ==, 0);
+  g_assert_cmpuint (tlspyo_router_get_n_members (rec->router, "b"), ==, 0);
+  g_assert_false (tlspyo_router_is_accepted (rec->router, "b"));
+  assert_no_deliveries (rec);
+}
+
+static void
+test_join_refused_full (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) o = object_new ("o");
+  const char *groups[] = { "other", "g", NULL };
+
+  tlspyo_router_accept_group (rec->router, "g", 2, -1);
+  tlspyo_router_accept_group (rec->router, "g1", 1, -1);
+  tlspyo_router_accept_group (rec->router, "other", -1, -1);
+  tlspyo_router_broadcast (rec->router, "other", o);
+  join_ok (rec, "a", "g", NULL);
+  join_ok (rec, "b", "g", NULL);
+
+  g_assert_null (tlspyo_router_join (rec->router, "c", groups, &error));
+  g_assert_error (error, TLSPYO_ERROR, TLSPYO_ERROR_GROUP_REFUSED);
+  g_assert_cmpstr (error->message, ==,
+                   "group 'g' is full: it already has 2 endpoints (max_count 2)");
+  g_clear_error (&error);
+
+  /* Nothing changed: not in "other", no latest delivered. */
+  g_assert_cmpuint (tlspyo_router_get_n_members (rec->router, "other"), ==, 0);
+  g_assert_cmpuint (tlspyo_router_get_n_members (rec->router, "g"), ==, 2);
+  assert_no_deliveries (rec);
+
+  join_ok (rec, "a", "g1", NULL);
+  {
+    const char *g1[] = { "g1", NULL };
+
+    g_assert_null (tlspyo_router_join (rec->router, "b", g1, &error));
+    g_assert_error (error, TLSPYO_ERROR, TLSPYO_ERROR_GROUP_REFUSED);
+    g_assert_cmpstr (error->message, ==,
+                     "group 'g1' is full: it already has 1 endpoint (max_count 1)");
+    g_clear_error (&error);
+  }
+
+  /* max_count 0 refuses everyone. */
+  tlspyo_router_accept_group (rec->router, "closed", 0, -1);
+  {
+    const char *closed[] = { "closed", NULL };
+
+    g_assert_null (tlspyo_router_join (rec->router, "d", closed, &error));
+    g_assert_error (error, TLSPYO_ERROR, TLSPYO_ERROR_GROUP_REFUSED);
+  }
+}
+
+static void
+test_join_full_counts_current_members (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  TlspyoRouterPeer *a;
+
+  tlspyo_router_accept_group (rec->router, "g", 1, -1);
+  a = join_ok (rec, "a", "g", NULL);
+  tlspyo_router_leave (rec->router, a);
+  join_ok (rec, "b", "g", NULL);
+  g_assert_cmpuint (tlspyo_router_get_n_members (rec->router, "g"), ==, 1);
+}
+
+static void
+test_join_duplicates (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o1 = object_new ("o1");
+  g_autoptr(GBytes) o2 = object_new ("o2");
+
+  tlspyo_router_accept_group (rec->router, "g", 1, -1);
+  tlspyo_router_broadcast (rec->router, "g", o1);
+
+  /* Would be refused as full if the second "g" counted. */
+  join_ok (rec, "a", "g", "g", NULL);
+  g_assert_cmpuint (tlspyo_router_get_n_members (rec->router, "g"), ==, 1);
+  assert_deliveries (rec, "a:g:o1", NULL);
+
+  tlspyo_router_broadcast (rec->router, "g", o2);
+  assert_deliveries (rec, "a:g:o2", NULL);
+}
+
+static void
+test_join_latest (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o1 = object_new ("o1");
+  g_autoptr(GBytes) o2 = object_new ("o2");
+  TlspyoRouterPeer *p;
+
+  tlspyo_router_broadcast (rec->router, "g1", o1);
+  tlspyo_router_broadcast (rec->router, "g2", o2);
+  assert_no_deliveries (rec);
+
+  /* In the order of its groups list; "empty" has no latest. */
+  p = join_ok (rec, "late", "g2", "empty", "g1", NULL);
+  assert_deliveries (rec, "late:g2:o2", "late:g1:o1", NULL);
+  g_assert_cmpstr (tlspyo_router_peer_get_data (p), ==, "late");
+
+  /* The very objects that were broadcast. */
+  join_ok (rec, "later", "g1", NULL);
+  g_assert_true (((Delivery *) g_ptr_array_index (rec->deliveries, 0))->object == o1);
+  assert_deliveries (rec, "later:g1:o1", NULL);
+}
+
+static void
+test_join_no_groups (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  TlspyoRouterPeer *p;
+
+  p = join_ok (rec, "a", NULL);
+  g_assert_cmpstr (tlspyo_router_peer_get_data (p), ==, "a");
+  tlspyo_router_notify (rec->router, p, "g", 1);
+  tlspyo_router_leave (rec->router, p);
+  assert_no_deliveries (rec);
+}
+
+/* 3. Leave */
+
+static void
+test_leave_keeps_queue (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o1 = object_new ("o1");
+  g_autoptr(GBytes) o2 = object_new ("o2");
+  g_autoptr(GBytes) o3 = object_new ("o3");
+  TlspyoRouterPeer *a, *b;
+
+  a = join_ok (rec, "a", "g", "h", NULL);
+  b = join_ok (rec, "b", "g", NULL);
+  tlspyo_router_produce (rec->router, "g", o1, 1);
+  tlspyo_router_produce (rec->router, "g", o2, 1);
+  tlspyo_router_notify (rec->router, a, "g", 1);
+  assert_deliveries (rec, "a:g:o1", NULL);
+
+  /* Credit that a will never use. */
+  tlspyo_router_notify (rec->router, a, "h", 5);
+  tlspyo_router_leave (rec->router, a);
+  g_assert_cmpuint (tlspyo_router_get_n_members (rec->router, "g"), ==, 1);
+  g_assert_cmpuint (tlspyo_router_get_n_members (rec->router, "h"), ==, 0);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 1);
+
+  /* Its credit went with it: this is queued, not delivered to a. */
+  tlspyo_router_produce (rec->router, "h", o3, 1);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "h"), ==, 1);
+  assert_no_deliveries (rec);
+
+  tlspyo_router_notify (rec->router, b, "g", 1);
+  assert_deliveries (rec, "b:g:o2", NULL);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 0);
+
+  /* b's own broadcast membership ends too. */
+  tlspyo_router_leave (rec->router, b);
+  tlspyo_router_broadcast (rec->router, "g", o1);
+  assert_no_deliveries (rec);
+}
+
+static void
+test_leave_ready_ring (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o = object_new ("o");
+  TlspyoRouterPeer *a, *b, *c;
+
+  a = join_ok (rec, "a", "g", NULL);
+  b = join_ok (rec, "b", "g", NULL);
+  c = join_ok (rec, "c", "g", NULL);
+  tlspyo_router_notify (rec->router, a, "g", 2);
+  tlspyo_router_notify (rec->router, b, "g", 2);
+  tlspyo_router_notify (rec->router, c, "g", 2);
+
+  /* b leaves from the middle of the ring. */
+  tlspyo_router_leave (rec->router, b);
+  tlspyo_router_produce (rec->router, "g", o, 5);
+  assert_deliveries (rec, "a:g:o", "c:g:o", "a:g:o", "c:g:o", NULL);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 1);
+
+  /* Leaving with an empty ring and again from the head. */
+  tlspyo_router_notify (rec->router, c, "g", 3);
+  assert_deliveries (rec, "c:g:o", NULL);
+  tlspyo_router_notify (rec->router, a, "g", 1);
+  tlspyo_router_leave (rec->router, c);
+  tlspyo_router_produce (rec->router, "g", o, 2);
+  assert_deliveries (rec, "a:g:o", NULL);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 1);
+}
+
+/* 4. Broadcast */
+
+static void
+test_broadcast_members (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o = object_new ("o");
+
+  join_ok (rec, "sender", "g", NULL);
+  join_ok (rec, "b", "g", "other", NULL);
+  join_ok (rec, "c", "other", NULL);
+
+  /* The router does not know the sender: a member gets its own broadcast. */
+  tlspyo_router_broadcast (rec->router, "g", o);
+  g_assert_cmpuint (rec->deliveries->len, ==, 2);
+  for (guint i = 0; i < rec->deliveries->len; i++)
+    g_assert_true (((Delivery *) g_ptr_array_index (rec->deliveries, i))->object == o);
+  assert_deliveries (rec, "sender:g:o", "b:g:o", NULL);
+  assert_no_drops (rec);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 0);
+}
+
+static void
+test_broadcast_replaces_latest (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o1 = object_new ("o1");
+  g_autoptr(GBytes) o2 = object_new ("o2");
+
+  /* Kept although nobody is there to receive it. */
+  g_assert_false (tlspyo_router_has_latest (rec->router, "g"));
+  tlspyo_router_broadcast (rec->router, "g", o1);
+  g_assert_true (tlspyo_router_has_latest (rec->router, "g"));
+  tlspyo_router_broadcast (rec->router, "g", o2);
+  /* Re-broadcasting the current latest must not free it. */
+  tlspyo_router_broadcast (rec->router, "g", o2);
+  assert_no_deliveries (rec);
+
+  join_ok (rec, "late", "g", NULL);
+  assert_deliveries (rec, "late:g:o2", NULL);
+}
+
+static void
+test_broadcast_undeclared (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o = object_new ("o");
+
+  tlspyo_router_accept_group (rec->router, "a", -1, -1);
+  join_ok (rec, "p", "a", NULL);
+
+  tlspyo_router_broadcast (rec->router, "x", o);
+  assert_drops (rec, "x: group 'x' is not accepted by this relay", NULL);
+  assert_no_deliveries (rec);
+  g_assert_false (tlspyo_router_has_latest (rec->router, "x"));
+  g_assert_cmpuint (tlspyo_router_get_n_dropped (rec->router, "x"), ==, 1);
+  /* Counting it does not make it accepted. */
+  g_assert_false (tlspyo_router_is_accepted (rec->router, "x"));
+
+  tlspyo_router_broadcast (rec->router, "x", o);
+  g_assert_cmpuint (tlspyo_router_get_n_dropped (rec->router, "x"), ==, 2);
+  g_assert_cmpuint (tlspyo_router_get_n_dropped (rec->router, "a"), ==, 0);
+}
+
+static void
+test_broadcast_many_members (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o = object_new ("o");
+  g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GPtrArray) peers = g_ptr_array_new ();
+  const guint n = 1000;
+
+  for (guint i = 0; i < n; i++)
+    {
+      char *name = g_strdup_printf ("p%u", i);
+
+      g_ptr_array_add (names, name);
+      g_ptr_array_add (peers, join_ok (rec, name, "big", NULL));
+    }
+  g_assert_cmpuint (tlspyo_router_get_n_members (rec->router, "big"), ==, n);
+
+  tlspyo_router_broadcast (rec->router, "big", o);
+  g_assert_cmpuint (rec->deliveries->len, ==, n);
+  for (guint i = 0; i < n; i++)
+    {
+      Delivery *d = g_ptr_array_index (rec->deliveries, i);
+
+      /* Once each, in join order, and all the same GBytes. */
+      g_assert_true (d->peer == g_ptr_array_index (names, i));
+      g_assert_true (d->object == o);
+      g_assert_cmpstr (d->group, ==, "big");
+    }
+  g_ptr_array_set_size (rec->deliveries, 0);
+
+  /* Half of them leave; the other half still get everything. */
+  for (guint i = 0; i < n; i += 2)
+    tlspyo_router_leave (rec->router, g_ptr_array_index (peers, i));
+  g_assert_cmpuint (tlspyo_router_get_n_members (rec->router, "big"), ==, n / 2);
+  tlspyo_router_broadcast (rec->router, "big", o);
+  g_assert_cmpuint (rec->deliveries->len, ==, n / 2);
+  for (guint i = 0; i < n / 2; i++)
+    {
+      Delivery *d = g_ptr_array_index (rec->deliveries, i);
+
+      g_assert_true (d->peer == g_ptr_array_index (names, 2 * i + 1));
+    }
+}
+
+/* 5. Produce */
+
+static void
+test_produce_fifo (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o1 = object_new ("o1");
+  g_autoptr(GBytes) o2 = object_new ("o2");
+  g_autoptr(GBytes) o3 = object_new ("o3");
+  TlspyoRouterPeer *a;
+
+  a = join_ok (rec, "a", "g", NULL);
+  /* Queued for a group with no member at all, too. */
+  tlspyo_router_produce (rec->router, "nobody", o1, 1);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "nobody"), ==, 1);
+
+  tlspyo_router_produce (rec->router, "g", o1, 1);
+  tlspyo_router_produce (rec->router, "g", o2, 1);
+  tlspyo_router_produce (rec->router, "g", o3, 1);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 3);
+  assert_no_deliveries (rec);
+
+  tlspyo_router_notify (rec->router, a, "g", 1);
+  assert_deliveries (rec, "a:g:o1", NULL);
+  tlspyo_router_notify (rec->router, a, "g", 2);
+  assert_deliveries (rec, "a:g:o2", "a:g:o3", NULL);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 0);
+}
+
+static void
+test_produce_credit_first (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o1 = object_new ("o1");
+  g_autoptr(GBytes) o2 = object_new ("o2");
+  g_autoptr(GBytes) o3 = object_new ("o3");
+  TlspyoRouterPeer *a;
+
+  a = join_ok (rec, "a", "g", NULL);
+  tlspyo_router_notify (rec->router, a, "g", 2);
+  assert_no_deliveries (rec);
+
+  tlspyo_router_produce (rec->router, "g", o1, 1);
+  assert_deliveries (rec, "a:g:o1", NULL);
+  tlspyo_router_produce (rec->router, "g", o2, 1);
+  assert_deliveries (rec, "a:g:o2", NULL);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 0);
+
+  /* Credit used up. */
+  tlspyo_router_produce (rec->router, "g", o3, 1);
+  assert_no_deliveries (rec);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 1);
+}
+
+static void
+test_produce_copies (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o = object_new ("o");
+  g_autoptr(GBytes) p = object_new ("p");
+  TlspyoRouterPeer *a;
+
+  a = join_ok (rec, "a", "g", NULL);
+  tlspyo_router_produce (rec->router, "g", o, 3);
+  tlspyo_router_produce (rec->router, "g", p, 1);
+  tlspyo_router_produce (rec->router, "g", o, 2);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 6);
+
+  tlspyo_router_notify (rec->router, a, "g", -1);
+  assert_deliveries (rec, "a:g:o", "a:g:o", "a:g:o", "a:g:p", "a:g:o", "a:g:o", NULL);
+
+  /* Some copies go to waiting credit, the rest are queued. */
+  tlspyo_router_notify (rec->router, a, "g", 2);
+  tlspyo_router_produce (rec->router, "g", o, 5);
+  g_assert_cmpuint (rec->deliveries->len, ==, 2);
+  for (guint i = 0; i < rec->deliveries->len; i++)
+    g_assert_true (((Delivery *) g_ptr_array_index (rec->deliveries, i))->object == o);
+  assert_deliveries (rec, "a:g:o", "a:g:o", NULL);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 3);
+
+  /* 0 copies is nothing. */
+  tlspyo_router_produce (rec->router, "g", o, 0);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 3);
+
+  /* Many copies cost no memory per copy and count exactly. */
+  tlspyo_router_produce (rec->router, "g", p, G_MAXINT);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 3 + (guint) G_MAXINT);
+  tlspyo_router_notify (rec->router, a, "g", 4);
+  assert_deliveries (rec, "a:g:o", "a:g:o", "a:g:o", "a:g:p", NULL);
+}
+
+static void
+test_produce_undeclared (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o = object_new ("o");
+
+  tlspyo_router_accept_group (rec->router, "a", -1, -1);
+  join_ok (rec, "p", "a", NULL);
+
+  /* One report per refused produce; the counter has every copy. */
+  tlspyo_router_produce (rec->router, "x", o, 3);
+  assert_drops (rec, "x: group 'x' is not accepted by this relay", NULL);
+  g_assert_cmpuint (tlspyo_router_get_n_dropped (rec->router, "x"), ==, 3);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "x"), ==, 0);
+  tlspyo_router_produce (rec->router, "x", o, 1);
+  g_assert_cmpuint (tlspyo_router_get_n_dropped (rec->router, "x"), ==, 4);
+  assert_drops (rec, "x: group 'x' is not accepted by this relay", NULL);
+  assert_no_deliveries (rec);
+}
+
+static void
+test_produce_max_consumables (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o1 = object_new ("o1");
+  g_autoptr(GBytes) o2 = object_new ("o2");
+  g_autoptr(GBytes) o3 = object_new ("o3");
+  g_autoptr(GBytes) o4 = object_new ("o4");
+  TlspyoRouterPeer *a;
+
+  tlspyo_router_accept_group (rec->router, "g", -1, 2);
+  a = join_ok (rec, "a", "g", NULL);
+
+  tlspyo_router_produce (rec->router, "g", o1, 1);
+  tlspyo_router_produce (rec->router, "g", o2, 1);
+  assert_no_drops (rec);
+  tlspyo_router_produce (rec->router, "g", o3, 1);
+  assert_drops (rec, "g: queue of group 'g' is full (max_consumables 2): dropped the oldest object", NULL);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 2);
+  g_assert_cmpuint (tlspyo_router_get_n_dropped (rec->router, "g"), ==, 1);
+
+  tlspyo_router_notify (rec->router, a, "g", -1);
+  assert_deliveries (rec, "a:g:o2", "a:g:o3", NULL);
+
+  /* Copies beyond the limit: one report, every copy counted. */
+  tlspyo_router_produce (rec->router, "g", o1, 1);
+  tlspyo_router_produce (rec->router, "g", o4, 5);
+  assert_drops (rec, "g: queue of group 'g' is full (max_consumables 2): dropped the 4 oldest objects", NULL);
+  g_assert_cmpuint (tlspyo_router_get_n_dropped (rec->router, "g"), ==, 5);
+  tlspyo_router_notify (rec->router, a, "g", -1);
+  assert_deliveries (rec, "a:g:o4", "a:g:o4", NULL);
+
+  /* Waiting credit takes copies before the limit applies. */
+  tlspyo_router_notify (rec->router, a, "g", 3);
+  tlspyo_router_produce (rec->router, "g", o1, 4);
+  assert_deliveries (rec, "a:g:o1", "a:g:o1", "a:g:o1", NULL);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 1);
+  assert_no_drops (rec);
+}
+
+static void
+test_produce_max_consumables_zero (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o1 = object_new ("o1");
+  g_autoptr(GBytes) o2 = object_new ("o2");
+  TlspyoRouterPeer *a;
+
+  tlspyo_router_accept_group (rec->router, "g", -1, 0);
+  a = join_ok (rec, "a", "g", NULL);
+
+  tlspyo_router_produce (rec->router, "g", o1, 1);
+  assert_drops (rec, "g: queue of group 'g' is full (max_consumables 0): dropped the oldest object", NULL);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 0);
+  g_assert_cmpuint (tlspyo_router_get_n_dropped (rec->router, "g"), ==, 1);
+
+  tlspyo_router_notify (rec->router, a, "g", 1);
+  assert_no_deliveries (rec);
+  tlspyo_router_produce (rec->router, "g", o2, 1);
+  assert_deliveries (rec, "a:g:o2", NULL);
+  assert_no_drops (rec);
+}
+
+/* 6. Notify */
+
+static void
+test_notify_take_all (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o1 = object_new ("o1");
+  g_autoptr(GBytes) o2 = object_new ("o2");
+  g_autoptr(GBytes) o3 = object_new ("o3");
+  TlspyoRouterPeer *a, *b;
+
+  a = join_ok (rec, "a", "g", NULL);
+  b = join_ok (rec, "b", "g", NULL);
+  tlspyo_router_produce (rec->router, "g", o1, 1);
+  tlspyo_router_produce (rec->router, "g", o2, 1);
+
+  tlspyo_router_notify (rec->router, a, "g", -1);
+  assert_deliveries (rec, "a:g:o1", "a:g:o2", NULL);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 0);
+
+  /* No lasting credit: the next object waits for someone to ask. */
+  tlspyo_router_produce (rec->router, "g", o3, 1);
+  assert_no_deliveries (rec);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 1);
+  tlspyo_router_notify (rec->router, b, "g", 1);
+  assert_deliveries (rec, "b:g:o3", NULL);
+
+  /* On an empty queue it is a no-op, and it leaves existing credit alone. */
+  tlspyo_router_notify (rec->router, a, "g", 1);
+  tlspyo_router_notify (rec->router, a, "g", -1);
+  assert_no_deliveries (rec);
+  tlspyo_router_produce (rec->router, "g", o1, 1);
+  assert_deliveries (rec, "a:g:o1", NULL);
+}
+
+static void
+test_notify_ignored (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o = object_new ("o");
+  TlspyoRouterPeer *a;
+
+  a = join_ok (rec, "a", "g", NULL);
+  tlspyo_router_produce (rec->router, "h", o, 2);
+  tlspyo_router_produce (rec->router, "g", o, 1);
+
+  /* Not a member of "h": neither credit nor take-all applies. */
+  tlspyo_router_notify (rec->router, a, "h", 5);
+  tlspyo_router_notify (rec->router, a, "h", -1);
+  tlspyo_router_notify (rec->router, a, "unknown", 1);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "h"), ==, 2);
+
+  /* Zero asks for nothing. */
+  tlspyo_router_notify (rec->router, a, "g", 0);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 1);
+  assert_no_deliveries (rec);
+}
+
+static void
+test_notify_credit_accumulates (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o = object_new ("o");
+  TlspyoRouterPeer *a;
+
+  a = join_ok (rec, "a", "g", NULL);
+  tlspyo_router_notify (rec->router, a, "g", 1);
+  tlspyo_router_notify (rec->router, a, "g", 2);
+  tlspyo_router_produce (rec->router, "g", o, 4);
+  assert_deliveries (rec, "a:g:o", "a:g:o", "a:g:o", NULL);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 1);
+
+  /* Large counts add up: credit is wider than a count. */
+  tlspyo_router_notify (rec->router, a, "g", G_MAXINT);
+  tlspyo_router_notify (rec->router, a, "g", G_MAXINT);
+  assert_deliveries (rec, "a:g:o", NULL);
+  tlspyo_router_produce (rec->router, "g", o, 1);
+  assert_deliveries (rec, "a:g:o", NULL);
+}
+
+/* 7. Dispatch fairness */
+
+static void
+test_dispatch_fairness (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o1 = object_new ("o1");
+  g_autoptr(GBytes) o2 = object_new ("o2");
+  g_autoptr(GBytes) o3 = object_new ("o3");
+  g_autoptr(GBytes) o4 = object_new ("o4");
+  TlspyoRouterPeer *a, *b;
+
+  a = join_ok (rec, "a", "g", NULL);
+  b = join_ok (rec, "b", "g", NULL);
+  tlspyo_router_notify (rec->router, a, "g", 3);
+  tlspyo_router_notify (rec->router, b, "g", 4);
+
+  /* Alternating, not 3 + 1. */
+  tlspyo_router_produce (rec->router, "g", o1, 1);
+  tlspyo_router_produce (rec->router, "g", o2, 1);
+  tlspyo_router_produce (rec->router, "g", o3, 1);
+  tlspyo_router_produce (rec->router, "g", o4, 1);
+  assert_deliveries (rec, "a:g:o1", "b:g:o2", "a:g:o3", "b:g:o4", NULL);
+
+  /* a has 1 left, b 2: a drops out of the ring after its last. */
+  tlspyo_router_produce (rec->router, "g", o1, 4);
+  assert_deliveries (rec, "a:g:o1", "b:g:o1", "b:g:o1", NULL);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 1);
+
+  /* Back in at the tail. */
+  tlspyo_router_notify (rec->router, b, "g", 2);
+  tlspyo_router_notify (rec->router, a, "g", 2);
+  assert_deliveries (rec, "b:g:o1", NULL);
+  tlspyo_router_produce (rec->router, "g", o2, 3);
+  assert_deliveries (rec, "b:g:o2", "a:g:o2", "a:g:o2", NULL);
+}
+
+static void
+test_dispatch_queue_to_ring (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o1 = object_new ("o1");
+  g_autoptr(GBytes) o2 = object_new ("o2");
+  g_autoptr(GBytes) o3 = object_new ("o3");
+  TlspyoRouterPeer *a, *b;
+
+  a = join_ok (rec, "a", "g", NULL);
+  b = join_ok (rec, "b", "g", NULL);
+  tlspyo_router_produce (rec->router, "g", o1, 1);
+  tlspyo_router_produce (rec->router, "g", o2, 1);
+  tlspyo_router_produce (rec->router, "g", o3, 1);
+
+  /* Credit larger than the queue: the rest waits for objects. */
+  tlspyo_router_notify (rec->router, a, "g", 2);
+  assert_deliveries (rec, "a:g:o1", "a:g:o2", NULL);
+  tlspyo_router_notify (rec->router, b, "g", 5);
+  assert_deliveries (rec, "b:g:o3", NULL);
+  tlspyo_router_notify (rec->router, a, "g", 1);
+  tlspyo_router_produce (rec->router, "g", o1, 3);
+  assert_deliveries (rec, "b:g:o1", "a:g:o1", "b:g:o1", NULL);
+}
+
+/* 8. Route */
+
+static void
+test_route_mixed (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o = object_new ("o");
+  g_autoptr(GVariantBuilder) builder = g_variant_builder_new (G_VARIANT_TYPE ("a{si}"));
+  TlspyoRouterPeer *c;
+
+  join_ok (rec, "a", "news", NULL);
+  c = join_ok (rec, "c", "work", NULL);
+  g_variant_builder_add (builder, "{si}", "news", -1);
+  g_variant_builder_add (builder, "{si}", "work", 2);
+  g_variant_builder_add (builder, "{si}", "zero", 0);
+
+  /* The floating builder result is consumed. */
+  tlspyo_router_route (rec->router, g_variant_builder_end (builder), o);
+  assert_deliveries (rec, "a:news:o", NULL);
+  g_assert_true (tlspyo_router_has_latest (rec->router, "news"));
+  g_assert_false (tlspyo_router_has_latest (rec->router, "work"));
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "work"), ==, 2);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "zero"), ==, 0);
+  g_assert_false (tlspyo_router_has_latest (rec->router, "zero"));
+
+  tlspyo_router_notify (rec->router, c, "work", -1);
+  assert_deliveries (rec, "c:work:o", "c:work:o", NULL);
+}
+
+static void
+test_route_one_copy_per_group (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o = object_new ("o");
+  g_autoptr(GVariant) broadcast = NULL;
+  g_autoptr(GVariant) produce = NULL;
+  TlspyoRouterPeer *a;
+
+  a = join_ok (rec, "a", "g1", "g2", NULL);
+  join_ok (rec, "b", "g2", NULL);
+
+  /* A non-floating variant stays the caller's. */
+  broadcast = g_variant_ref_sink (g_variant_new_parsed ("{'g1': -1, 'g2': -1}"));
+  tlspyo_router_route (rec->router, broadcast, o);
+  g_assert_cmpuint (rec->deliveries->len, ==, 3);
+  for (guint i = 0; i < rec->deliveries->len; i++)
+    g_assert_true (((Delivery *) g_ptr_array_index (rec->deliveries, i))->object == o);
+  assert_deliveries (rec, "a:g1:o", "a:g2:o", "b:g2:o", NULL);
+
+  tlspyo_router_notify (rec->router, a, "g1", 5);
+  tlspyo_router_notify (rec->router, a, "g2", 5);
+  produce = g_variant_ref_sink (g_variant_new_parsed ("{'g1': 1, 'g2': 1}"));
+  tlspyo_router_route (rec->router, produce, o);
+  assert_deliveries (rec, "a:g1:o", "a:g2:o", NULL);
+}
+
+static void
+test_route_undeclared (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o = object_new ("o");
+
+  tlspyo_router_accept_group (rec->router, "ok", -1, -1);
+  join_ok (rec, "a", "ok", NULL);
+  tlspyo_router_route (rec->router,
+                       g_variant_new_parsed ("{'no': -1, 'ok': -1, 'nope': 2}"), o);
+  assert_deliveries (rec, "a:ok:o", NULL);
+  assert_drops (rec,
+                "no: group 'no' is not accepted by this relay",
+                "nope: group 'nope' is not accepted by this relay",
+                NULL);
+  g_assert_cmpuint (tlspyo_router_get_n_dropped (rec->router, "no"), ==, 1);
+  g_assert_cmpuint (tlspyo_router_get_n_dropped (rec->router, "nope"), ==, 2);
+}
+
+/* 9. Introspection */
+
+static void
+test_introspection_unknown (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "unknown"), ==, 0);
+  g_assert_cmpuint (tlspyo_router_get_n_members (rec->router, "unknown"), ==, 0);
+  g_assert_cmpuint (tlspyo_router_get_n_dropped (rec->router, "unknown"), ==, 0);
+  g_assert_false (tlspyo_router_has_latest (rec->router, "unknown"));
+
+  /* An open-mode group that has emptied out is as good as unknown. */
+  tlspyo_router_leave (rec->router, join_ok (rec, "a", "gone", NULL));
+  g_assert_cmpuint (tlspyo_router_get_n_members (rec->router, "gone"), ==, 0);
+  g_assert_true (tlspyo_router_is_accepted (rec->router, "gone"));
+}
+
+/* 10. Free */
+
+static void
+count_free (gpointer data)
+{
+  (*(guint *) data)++;
+}
+
+static void
+test_free_with_state (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  guint n_freed = 0;
+  GBytes *o1 = g_bytes_new_with_free_func ("o1", 2, count_free, &n_freed);
+  GBytes *o2 = g_bytes_new_with_free_func ("o2", 2, count_free, &n_freed);
+  TlspyoRouterPeer *a;
+
+  tlspyo_router_accept_group (rec->router, "g", -1, 10);
+  tlspyo_router_accept_group (rec->router, "h", -1, -1);
+  a = join_ok (rec, "a", "g", "h", NULL);
+  join_ok (rec, "b", "g", NULL);
+  tlspyo_router_notify (rec->router, a, "h", 3);
+  tlspyo_router_broadcast (rec->router, "g", o1);
+  tlspyo_router_produce (rec->router, "g", o2, 4);
+  tlspyo_router_produce (rec->router, "g", o1, 1);
+  tlspyo_router_broadcast (rec->router, "x", o1);
+
+  /* Now only the router holds them: as latest and in the queue. */
+  g_ptr_array_set_size (rec->deliveries, 0);
+  g_bytes_unref (o1);
+  g_bytes_unref (o2);
+  g_assert_cmpuint (n_freed, ==, 0);
+
+  /* Peers still joined, queues and latest objects all go with the router. */
+  g_clear_pointer (&rec->router, tlspyo_router_free);
+  g_assert_cmpuint (n_freed, ==, 2);
+  assert_no_deliveries (rec);
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  tlspyo_test_init (&argc, &argv);
+
+  g_test_add_func ("/router/groups/open", test_groups_open);
+  g_test_add_func ("/router/groups/declared-only", test_groups_declared_only);
+  g_test_add_func ("/router/groups/update-limits", test_groups_update_limits);
+  g_test_add_func ("/router/join/refused-undeclared", test_join_refused_undeclared);
+  g_test_add_func ("/router/join/refused-full", test_join_refused_full);
+  g_test_add_func ("/router/join/full-counts-current-members", test_join_full_counts_current_members);
+  g_test_add_func ("/router/join/duplicates", test_join_duplicates);
+  g_test_add_func ("/router/join/latest", test_join_latest);
+  g_test_add_func ("/router/join/no-groups", test_join_no_groups);
+  g_test_add_func ("/router/leave/keeps-queue", test_leave_keeps_queue);
+  g_test_add_func ("/router/leave/ready-ring", test_leave_ready_ring);
+  g_test_add_func ("/router/broadcast/members", test_broadcast_members);
+  g_test_add_func ("/router/broadcast/replaces-latest", test_broadcast_replaces_latest);
+  g_test_add_func ("/router/broadcast/undeclared", test_broadcast_undeclared);
+  g_test_add_func ("/router/broadcast/many-members", test_broadcast_many_members);
+  g_test_add_func ("/router/produce/fifo", test_produce_fifo);
+  g_test_add_func ("/router/produce/credit-first", test_produce_credit_first);
+  g_test_add_func ("/router/produce/copies", test_produce_copies);
+  g_test_add_func ("/router/produce/undeclared", test_produce_undeclared);
+  g_test_add_func ("/router/produce/max-consumables", test_produce_max_consumables);
+  g_test_add_func ("/router/produce/max-consumables-zero", test_produce_max_consumables_zero);
+  g_test_add_func ("/router/notify/take-all", test_notify_take_all);
+  g_test_add_func ("/router/notify/ignored", test_notify_ignored);
+  g_test_add_func ("/router/notify/credit-accumulates", test_notify_credit_accumulates);
+  g_test_add_func ("/router/dispatch/fairness", test_dispatch_fairness);
+  g_test_add_func ("/router/dispatch/queue-to-ring", test_dispatch_queue_to_ring);
+  g_test_add_func ("/router/route/mixed", test_route_mixed);
+  g_test_add_func ("/router/route/one-copy-per-group", test_route_one_copy_per_group);
+  g_test_add_func ("/router/route/undeclared", test_route_undeclared);
+  g_test_add_func ("/router/introspection/unknown", test_introspection_unknown);
+  g_test_add_func ("/router/free/with-state", test_free_with_state);
+
+  return g_test_run ();
+}

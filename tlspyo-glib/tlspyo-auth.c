@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+#include "config.h"
+
+#include <string.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/crypto.h>
+
+#include "tlspyo-auth-private.h"
+#include "tlspyo-error.h"
+
+gboolean
+tlspyo_auth_derive_key (const char    *password,
+                        const guint8  *salt,
+                        gsize          salt_len,
+                        guint          iterations,
+                        guint8         key[TLSPYO_AUTH_KEY_SIZE],
+                        GError       **error)
+{
+  gnutls_datum_t pw = { (unsigned char *) password, strlen (password) };
+  gnutls_datum_t s = { (unsigned char *) salt, salt_len };
+  int rc;
+
+  rc = gnutls_pbkdf2 (GNUTLS_MAC_SHA256, &pw, &s, iterations, key, TLSPYO_AUTH_KEY_SIZE);
+  if (rc < 0)
+    {
+      g_set_error (error, TLSPYO_ERROR, TLSPYO_ERROR_FAILED,
+                   "Could not derive a key from the password: %s", gnutls_strerror (rc));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+void
+tlspyo_auth_random (guint8 *buffer,
+                    gsize   len)
+{
+  /* GNUTLS_RND_RANDOM: nonces must be unpredictable, not merely unique. */
+  if (gnutls_rnd (GNUTLS_RND_RANDOM, buffer, len) < 0)
+    g_error ("The system random number generator failed");
+}
+
+void
+tlspyo_auth_proof (const guint8    key[TLSPYO_AUTH_KEY_SIZE],
+                   TlspyoAuthRole  role,
+                   const guint8    endpoint_nonce[TLSPYO_AUTH_NONCE_SIZE],
+                   const guint8    relay_nonce[TLSPYO_AUTH_NONCE_SIZE],
+                   guint8          proof[TLSPYO_AUTH_PROOF_SIZE])
+{
+  /* The role label keeps a relay's proof from being reflected back as an
+   * endpoint's (and the reverse). */
+  static const char endpoint_label[] = "tlspyo-glib/1 endpoint proof";
+  static const char relay_label[] = "tlspyo-glib/1 relay proof";
+  const char *label = role == TLSPYO_AUTH_ROLE_ENDPOINT ? endpoint_label : relay_label;
+  g_autoptr(GHmac) hmac = g_hmac_new (G_CHECKSUM_SHA256, key, TLSPYO_AUTH_KEY_SIZE);
+  gsize len = TLSPYO_AUTH_PROOF_SIZE;
+
+  g_hmac_update (hmac, (const guchar *) label, strlen (label) + 1);
+  g_hmac_update (hmac, endpoint_nonce, TLSPYO_AUTH_NONCE_SIZE);
+  g_hmac_update (hmac, relay_nonce, TLSPYO_AUTH_NONCE_SIZE);
+  g_hmac_get_digest (hmac, proof, &len);
+  g_assert (len == TLSPYO_AUTH_PROOF_SIZE);
+}
+
+gboolean
+tlspyo_auth_equal (const guint8 *a,
+                   const guint8 *b,
+                   gsize         len)
+{
+  /* Constant time: the position of the first difference must not leak. */
+  volatile guint8 diff = 0;
+
+  for (gsize i = 0; i < len; i++)
+    diff |= a[i] ^ b[i];
+  return diff == 0;
+}
+
+typedef struct {
+  guint8 salt[TLSPYO_AUTH_SALT_SIZE];
+  gsize  salt_len;
+  guint  iterations;
+  guint8 key[TLSPYO_AUTH_KEY_SIZE];
+} CachedKey;
+
+struct _TlspyoAuthSecret {
+  GMutex  mutex;
+  char   *password;  /* kept to derive keys for new salts; wiped on free */
+  GArray *cache;     /* of CachedKey */
+};
+
+TlspyoAuthSecret *
+tlspyo_auth_secret_new (const char *password)
+{
+  TlspyoAuthSecret *secret = g_new0 (TlspyoAuthSecret, 1);
+
+  g_mutex_init (&secret->mutex);
+  secret->password = g_strdup (password ? password : "");
+  secret->cache = g_array_new (FALSE, TRUE, sizeof (CachedKey));
+  return secret;
+}
+
+TlspyoAuthSecret *
+tlspyo_auth_secret_copy (TlspyoAuthSecret *secret)
+{
+  TlspyoAuthSecret *copy;
+
+  g_mutex_lock (&secret->mutex);
+  copy = tlspyo_auth_secret_new (secret->password);
+  g_array_append_vals (copy->cache, secret->cache->data, secret->cache->len);
+  g_mutex_unlock (&secret->mutex);
+  return copy;
+}
+
+void
+tlspyo_auth_secret_free (TlspyoAuthSecret *secret)
+{
+  if (secret == NULL)
+    return;
+  gnutls_memset (secret->password, 0, strlen (secret->password));
+  g_free (secret->password);
+  if (secret->cache->len)
+    gnutls_memset (secret->cache->data, 0, secret->cache->len * sizeof (CachedKey));
+  g_array_unref (secret->cache);
+  g_mutex_clear (&secret->mutex);
+  g_free (secret);
+}
+
+gboolean
+tlspyo_auth_secret_get_key (TlspyoAuthSecret *secret,
+                            const guint8     *salt,
+                            gsize             salt_len,
+                            guint             iterations,
+                            guint8            key[TLSPYO_AUTH_KEY_SIZE],
+                            GError          **error)
+{
+  CachedKey entry = { 0 };
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new (&secret->mutex);
+
+  if (salt_len > sizeof entry.salt)
+    {
+      g_set_error (error, TLSPYO_ERROR, TLSPYO_ERROR_PROTOCOL,
+                   "The key salt of %" G_GSIZE_FORMAT " bytes is too long", salt_len);
+      return FALSE;
+    }
+
+  for (guint i = 0; i < secret->cache->len; i++)
+    {
+      CachedKey *c = &g_array_index (secret->cache, CachedKey, i);
+      if (c->salt_len == salt_len && c->iterations == iterations &&
+          memcmp (c->salt, salt, salt_len) == 0)
+        {
+          memcpy (key, c->key, TLSPYO_AUTH_KEY_SIZE);
+          return TRUE;
+        }
+    }
+
+  if (!tlspyo_auth_derive_key (secret->password, salt, salt_len, iterations, key, error))
+    return FALSE;
+
+  /* A hostile relay could send a new salt each time; keep the cache small. */
+  if (secret->cache->len >= 4)
+    g_array_remove_index (secret->cache, 0);
+  memcpy (entry.salt, salt, salt_len);
+  entry.salt_len = salt_len;
+  entry.iterations = iterations;
+  memcpy (entry.key, key, TLSPYO_AUTH_KEY_SIZE);
+  g_array_append_val (secret->cache, entry);
+  return TRUE;
+}

@@ -1,0 +1,457 @@
+/* SPDX-License-Identifier: MIT */
+#include "config.h"
+
+#include <string.h>
+
+#include "tlspyo-connection-private.h"
+#include "tlspyo-error.h"
+#include "tlspyo-worker-private.h"
+
+#define READ_BUFFER_SIZE   (256 * 1024)
+/* Bodies at least this large are read straight into their final buffer. */
+#define READ_DIRECT_MIN    (64 * 1024)
+/* Bodies smaller than this are copied into the write buffer: a copy of a
+ * small object is cheaper than a separate vector (and a separate record). */
+#define COALESCE_MAX       (16 * 1024)
+#define STAGING_MAX        (512 * 1024)
+#define MAX_VECTORS        64
+
+struct _TlspyoConnection {
+  gatomicrefcount                  ref_count;
+  GIOStream                       *stream;
+  GInputStream                    *input;
+  GOutputStream                   *output;
+  GCancellable                    *cancellable;
+  char                            *peer;
+  const TlspyoConnectionCallbacks *callbacks;
+  gpointer                         user_data;
+
+  TlspyoFrameDecoder              *decoder;
+  guint8                          *read_buffer;
+  gboolean                         reading;
+  gboolean                         read_direct;
+
+  GByteArray                      *staging;
+  GQueue                           pending;       /* of GBytes, in write order */
+  gsize                            queued_bytes;
+  GBytes                          *inflight[MAX_VECTORS];
+  GOutputVector                    vectors[MAX_VECTORS];
+  guint                            n_inflight;
+  gboolean                         writing;
+  GSource                         *write_source;
+
+  gboolean                         started;
+  gboolean                         closed;
+  gboolean                         stream_closing;
+  gboolean                         close_when_flushed;
+  GError                          *flush_close_error;
+
+  guint64                          bytes_in;
+  guint64                          bytes_out;
+};
+
+static void start_read  (TlspyoConnection *conn);
+static void start_write (TlspyoConnection *conn);
+
+TlspyoConnection *
+tlspyo_connection_new (GIOStream                       *stream,
+                       const char                      *peer,
+                       const TlspyoConnectionCallbacks *callbacks,
+                       gpointer                         user_data)
+{
+  TlspyoConnection *conn = g_new0 (TlspyoConnection, 1);
+
+  g_atomic_ref_count_init (&conn->ref_count);
+  conn->stream = g_object_ref (stream);
+  conn->input = g_io_stream_get_input_stream (stream);
+  conn->output = g_io_stream_get_output_stream (stream);
+  conn->cancellable = g_cancellable_new ();
+  conn->peer = g_strdup (peer);
+  conn->callbacks = callbacks;
+  conn->user_data = user_data;
+  conn->decoder = tlspyo_frame_decoder_new (TLSPYO_FRAME_MAX_META_HANDSHAKE, 0,
+                                            TLSPYO_FRAME_MASK_ALL);
+  conn->read_buffer = g_malloc (READ_BUFFER_SIZE);
+  conn->staging = g_byte_array_new ();
+  g_queue_init (&conn->pending);
+  tlspyo_worker_hold ();
+  return conn;
+}
+
+TlspyoConnection *
+tlspyo_connection_ref (TlspyoConnection *conn)
+{
+  g_atomic_ref_count_inc (&conn->ref_count);
+  return conn;
+}
+
+void
+tlspyo_connection_unref (TlspyoConnection *conn)
+{
+  if (!g_atomic_ref_count_dec (&conn->ref_count))
+    return;
+
+  g_assert (!conn->reading && !conn->writing);
+  if (conn->write_source != NULL)
+    {
+      g_source_destroy (conn->write_source);
+      g_source_unref (conn->write_source);
+    }
+  g_queue_clear_full (&conn->pending, (GDestroyNotify) g_bytes_unref);
+  g_byte_array_unref (conn->staging);
+  g_clear_error (&conn->flush_close_error);
+  tlspyo_frame_decoder_free (conn->decoder);
+  g_free (conn->read_buffer);
+  g_free (conn->peer);
+  g_object_unref (conn->cancellable);
+  g_object_unref (conn->stream);
+  g_free (conn);
+  tlspyo_worker_unhold ();
+}
+
+void
+tlspyo_connection_set_limits (TlspyoConnection *conn,
+                              gsize             max_meta,
+                              guint64           max_body,
+                              guint32           allowed_types)
+{
+  tlspyo_frame_decoder_set_limits (conn->decoder, max_meta, max_body, allowed_types);
+}
+
+const char *
+tlspyo_connection_get_peer (TlspyoConnection *conn)
+{
+  return conn->peer;
+}
+
+gboolean
+tlspyo_connection_is_closed (TlspyoConnection *conn)
+{
+  return conn->closed;
+}
+
+gsize
+tlspyo_connection_get_queued_bytes (TlspyoConnection *conn)
+{
+  return conn->queued_bytes;
+}
+
+guint64
+tlspyo_connection_get_bytes_in (TlspyoConnection *conn)
+{
+  return conn->bytes_in;
+}
+
+guint64
+tlspyo_connection_get_bytes_out (TlspyoConnection *conn)
+{
+  return conn->bytes_out;
+}
+
+static void
+close_stream_cb (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  TlspyoConnection *conn = user_data;
+
+  /* Errors here only mean the peer went first. */
+  g_io_stream_close_finish (G_IO_STREAM (source), result, NULL);
+  tlspyo_connection_unref (conn);
+}
+
+static void
+maybe_close_stream (TlspyoConnection *conn)
+{
+  /* GIO refuses to close a stream with an operation pending, so wait for the
+   * cancelled read and write to come back. */
+  if (!conn->closed || conn->stream_closing || conn->reading || conn->writing)
+    return;
+  conn->stream_closing = TRUE;
+  g_io_stream_close_async (conn->stream, G_PRIORITY_DEFAULT, NULL, close_stream_cb,
+                           tlspyo_connection_ref (conn));
+}
+
+void
+tlspyo_connection_close (TlspyoConnection *conn,
+                         const GError     *error)
+{
+  g_autoptr(GError) default_error = NULL;
+
+  if (conn->closed)
+    return;
+  conn->closed = TRUE;
+
+  tlspyo_connection_ref (conn);
+  g_cancellable_cancel (conn->cancellable);
+  if (conn->write_source != NULL)
+    {
+      g_source_destroy (conn->write_source);
+      g_clear_pointer (&conn->write_source, g_source_unref);
+    }
+  if (error == NULL)
+    {
+      default_error = g_error_new_literal (TLSPYO_ERROR, TLSPYO_ERROR_CLOSED, "Connection closed");
+      error = default_error;
+    }
+  if (conn->callbacks->closed != NULL)
+    conn->callbacks->closed (conn, error, conn->user_data);
+  maybe_close_stream (conn);
+  tlspyo_connection_unref (conn);
+}
+
+void
+tlspyo_connection_close_when_flushed (TlspyoConnection *conn,
+                                      const GError     *error)
+{
+  if (conn->closed || conn->close_when_flushed)
+    return;
+  conn->close_when_flushed = TRUE;
+  if (error != NULL)
+    conn->flush_close_error = g_error_copy (error);
+  start_write (conn);
+}
+
+/* Reading */
+
+static gboolean
+frame_cb (const TlspyoFrame *frame,
+          gpointer           user_data)
+{
+  TlspyoConnection *conn = user_data;
+
+  if (conn->closed || conn->close_when_flushed)
+    return FALSE;
+  return conn->callbacks->frame (conn, frame, conn->user_data);
+}
+
+static void
+read_cb (GObject      *source,
+         GAsyncResult *result,
+         gpointer      user_data)
+{
+  TlspyoConnection *conn = user_data;
+  g_autoptr(GError) error = NULL;
+  gssize n;
+  gboolean ok;
+
+  n = g_input_stream_read_finish (G_INPUT_STREAM (source), result, &error);
+  conn->reading = FALSE;
+
+  if (conn->closed)
+    goto out;
+
+  if (n < 0)
+    {
+      g_autoptr(GError) net = g_error_new (TLSPYO_ERROR, TLSPYO_ERROR_CLOSED,
+                                           "Connection to %s lost: %s", conn->peer, error->message);
+      tlspyo_connection_close (conn, net);
+      goto out;
+    }
+  if (n == 0)
+    {
+      g_autoptr(GError) eof = NULL;
+      if (tlspyo_frame_decoder_get_buffered (conn->decoder) > 0)
+        eof = g_error_new (TLSPYO_ERROR, TLSPYO_ERROR_PROTOCOL,
+                           "%s closed the connection in the middle of a frame", conn->peer);
+      else
+        eof = g_error_new (TLSPYO_ERROR, TLSPYO_ERROR_CLOSED,
+                           "%s closed the connection", conn->peer);
+      tlspyo_connection_close (conn, eof);
+      goto out;
+    }
+
+  conn->bytes_in += n;
+  if (conn->read_direct)
+    ok = tlspyo_frame_decoder_commit_body (conn->decoder, n, frame_cb, conn, &error);
+  else
+    ok = tlspyo_frame_decoder_feed (conn->decoder, conn->read_buffer, n, frame_cb, conn, &error);
+
+  if (!ok)
+    {
+      g_prefix_error (&error, "Malformed data from %s: ", conn->peer);
+      tlspyo_connection_close (conn, error);
+      goto out;
+    }
+
+  if (!conn->closed && conn->callbacks->read_done != NULL)
+    conn->callbacks->read_done (conn, conn->user_data);
+  start_read (conn);
+
+out:
+  maybe_close_stream (conn);
+  tlspyo_connection_unref (conn);
+}
+
+static void
+start_read (TlspyoConnection *conn)
+{
+  gsize missing = 0;
+  guint8 *space;
+
+  if (conn->closed || conn->reading || conn->close_when_flushed)
+    return;
+
+  space = tlspyo_frame_decoder_body_space (conn->decoder, &missing);
+  conn->reading = TRUE;
+  if (space != NULL && missing >= READ_DIRECT_MIN)
+    {
+      conn->read_direct = TRUE;
+      g_input_stream_read_async (conn->input, space, MIN (missing, (gsize) G_MAXSSIZE),
+                                 G_PRIORITY_DEFAULT, conn->cancellable, read_cb,
+                                 tlspyo_connection_ref (conn));
+    }
+  else
+    {
+      conn->read_direct = FALSE;
+      g_input_stream_read_async (conn->input, conn->read_buffer, READ_BUFFER_SIZE,
+                                 G_PRIORITY_DEFAULT, conn->cancellable, read_cb,
+                                 tlspyo_connection_ref (conn));
+    }
+}
+
+void
+tlspyo_connection_start (TlspyoConnection *conn)
+{
+  if (conn->started)
+    return;
+  conn->started = TRUE;
+  start_read (conn);
+}
+
+/* Writing */
+
+static void
+flush_staging (TlspyoConnection *conn)
+{
+  if (conn->staging->len == 0)
+    return;
+  g_queue_push_tail (&conn->pending, g_byte_array_free_to_bytes (conn->staging));
+  conn->staging = g_byte_array_sized_new (4096);
+}
+
+static void
+writev_cb (GObject      *source,
+           GAsyncResult *result,
+           gpointer      user_data)
+{
+  TlspyoConnection *conn = user_data;
+  g_autoptr(GError) error = NULL;
+  gsize written = 0;
+  gboolean ok;
+
+  ok = g_output_stream_writev_all_finish (G_OUTPUT_STREAM (source), result, &written, &error);
+  conn->writing = FALSE;
+  conn->bytes_out += written;
+  conn->queued_bytes -= MIN (conn->queued_bytes, written);
+  for (guint i = 0; i < conn->n_inflight; i++)
+    g_bytes_unref (conn->inflight[i]);
+  conn->n_inflight = 0;
+
+  if (!conn->closed)
+    {
+      if (!ok)
+        {
+          g_autoptr(GError) net = g_error_new (TLSPYO_ERROR, TLSPYO_ERROR_CLOSED,
+                                               "Connection to %s lost: %s", conn->peer,
+                                               error->message);
+          tlspyo_connection_close (conn, net);
+        }
+      else
+        start_write (conn);
+    }
+
+  maybe_close_stream (conn);
+  tlspyo_connection_unref (conn);
+}
+
+static void
+start_write (TlspyoConnection *conn)
+{
+  if (conn->closed || conn->writing)
+    return;
+
+  flush_staging (conn);
+  if (g_queue_is_empty (&conn->pending))
+    {
+      if (conn->close_when_flushed)
+        {
+          g_autoptr(GError) error = g_steal_pointer (&conn->flush_close_error);
+          tlspyo_connection_close (conn, error);
+        }
+      return;
+    }
+
+  while (conn->n_inflight < MAX_VECTORS && !g_queue_is_empty (&conn->pending))
+    {
+      GBytes *piece = g_queue_pop_head (&conn->pending);
+      gsize size = 0;
+
+      conn->vectors[conn->n_inflight].buffer = g_bytes_get_data (piece, &size);
+      conn->vectors[conn->n_inflight].size = size;
+      conn->inflight[conn->n_inflight++] = piece;
+    }
+
+  conn->writing = TRUE;
+  g_output_stream_writev_all_async (conn->output, conn->vectors, conn->n_inflight,
+                                    G_PRIORITY_DEFAULT, conn->cancellable, writev_cb,
+                                    tlspyo_connection_ref (conn));
+}
+
+static gboolean
+write_source_cb (gpointer user_data)
+{
+  TlspyoConnection *conn = user_data;
+
+  g_clear_pointer (&conn->write_source, g_source_unref);
+  start_write (conn);
+  return G_SOURCE_REMOVE;
+}
+
+void
+tlspyo_connection_send (TlspyoConnection *conn,
+                        TlspyoFrameType   type,
+                        GVariant         *meta,
+                        GBytes           *body,
+                        GBytes           *body_trailer)
+{
+  gsize body_len = body ? g_bytes_get_size (body) : 0;
+  gsize trailer_len = body_trailer ? g_bytes_get_size (body_trailer) : 0;
+  guint old_len = conn->staging->len;
+
+  if (conn->closed || conn->close_when_flushed)
+    {
+      if (meta != NULL)
+        g_variant_unref (g_variant_ref_sink (meta));
+      return;
+    }
+
+  tlspyo_frame_append (conn->staging, type, meta, body_len + trailer_len);
+  conn->queued_bytes += conn->staging->len - old_len + body_len + trailer_len;
+  if (body != NULL)
+    {
+      if (body_len <= COALESCE_MAX)
+        g_byte_array_append (conn->staging, g_bytes_get_data (body, NULL), body_len);
+      else
+        {
+          flush_staging (conn);
+          g_queue_push_tail (&conn->pending, g_bytes_ref (body));
+        }
+    }
+  if (body_trailer != NULL)
+    g_byte_array_append (conn->staging, g_bytes_get_data (body_trailer, NULL), trailer_len);
+
+  if (conn->staging->len >= STAGING_MAX)
+    flush_staging (conn);
+
+  /* Defer the write to the end of this dispatch, so that every frame the
+   * current event produces leaves in one write. */
+  if (!conn->writing && conn->write_source == NULL)
+    {
+      conn->write_source = g_idle_source_new ();
+      g_source_set_priority (conn->write_source, G_PRIORITY_DEFAULT);
+      g_source_set_callback (conn->write_source, write_source_cb, conn, NULL);
+      g_source_set_static_name (conn->write_source, "[tlspyo] write");
+      g_source_attach (conn->write_source, g_main_context_get_thread_default ());
+    }
+}

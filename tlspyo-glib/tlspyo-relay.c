@@ -1,0 +1,1415 @@
+/* SPDX-License-Identifier: MIT */
+#include "config.h"
+
+#include <string.h>
+
+#include "tlspyo-relay.h"
+#include "tlspyo-auth-private.h"
+#include "tlspyo-connection-private.h"
+#include "tlspyo-credentials.h"
+#include "tlspyo-enums.h"
+#include "tlspyo-error.h"
+#include "tlspyo-router-private.h"
+#include "tlspyo-tls-private.h"
+#include "tlspyo-worker-private.h"
+
+/**
+ * TlspyoRelay:
+ *
+ * The meeting point of endpoints.
+ *
+ * A relay listens for [class@Tlspyo.Endpoint]s, checks that they know the
+ * password, and routes their objects: broadcasts to every member of a group
+ * (keeping the latest one for members that join later), produced objects
+ * into a group's shared FIFO queue, handed out to endpoints that said with
+ * [method@Tlspyo.Endpoint.notify_ready] that they are ready to consume them.
+ *
+ * The relay forwards objects as opaque bytes: it never deserializes them,
+ * and a broadcast to many endpoints shares one buffer.
+ *
+ * ```c
+ * g_autoptr(TlspyoRelay) relay = tlspyo_relay_new (3000, "VerySecurePassword");
+ * g_autoptr(GError) error = NULL;
+ *
+ * if (!tlspyo_relay_start (relay, &error))
+ *   g_error ("%s", error->message);
+ * ```
+ *
+ * Network I/O runs on a worker thread shared by all relays and endpoints of
+ * the process; signals are emitted on the thread-default main context of the
+ * thread that called [method@Tlspyo.Relay.start]. Its methods may be called
+ * from any thread.
+ *
+ * Since: 0.1
+ */
+
+#define DEFAULT_PORT 2096
+#define DEFAULT_HANDSHAKE_TIMEOUT 10
+#define MAX_GROUPS_PER_ENDPOINT 1024
+
+typedef struct _RelayCore RelayCore;
+
+typedef struct {
+  char *group;
+  int   max_count;
+  int   max_consumables;
+} GroupRule;
+
+struct _TlspyoRelay {
+  GObject           parent_instance;
+
+  GMutex            mutex;
+  guint             port;
+  char             *address;
+  TlspyoAuthSecret *secret;
+  TlspyoSecurity    security;
+  char             *credentials_dir;
+  GTlsCertificate  *certificate;
+  guint64           max_object_size;
+  guint             handshake_timeout;
+  GArray           *rules;  /* of GroupRule */
+
+  TlspyoWorker     *worker;
+  RelayCore        *core;
+};
+
+G_DEFINE_FINAL_TYPE (TlspyoRelay, tlspyo_relay, G_TYPE_OBJECT)
+
+enum {
+  PROP_0,
+  PROP_PORT,
+  PROP_ADDRESS,
+  PROP_PASSWORD,
+  PROP_SECURITY,
+  PROP_CREDENTIALS_DIR,
+  PROP_CERTIFICATE,
+  PROP_MAX_OBJECT_SIZE,
+  PROP_HANDSHAKE_TIMEOUT,
+  N_PROPS
+};
+
+enum {
+  SIGNAL_ENDPOINT_CONNECTED,
+  SIGNAL_ENDPOINT_DISCONNECTED,
+  SIGNAL_ENDPOINT_REFUSED,
+  N_SIGNALS
+};
+
+static GParamSpec *properties[N_PROPS];
+static guint signals[N_SIGNALS];
+
+/* The worker side. Everything below until the GObject part runs on the
+ * worker thread only. */
+
+typedef enum {
+  PEER_TLS_HANDSHAKE,
+  PEER_AWAIT_HELLO,
+  PEER_AWAIT_AUTH,
+  PEER_JOINED,
+} PeerState;
+
+typedef struct {
+  RelayCore         *core;
+  PeerState          state;
+  gboolean           refused;
+  char              *address;
+  GIOStream         *stream;
+  GCancellable      *cancellable;
+  TlspyoConnection  *conn;
+  GSource           *handshake_timer;
+  TlspyoRouterPeer  *router_peer;
+  GPtrArray         *early;  /* deliveries made while joining, sent after WELCOME */
+  guint8             endpoint_nonce[TLSPYO_AUTH_NONCE_SIZE];
+  guint8             relay_nonce[TLSPYO_AUTH_NONCE_SIZE];
+  guint64            handled;
+  guint64            acked;
+} RelayPeer;
+
+typedef struct {
+  char   *group;
+  GBytes *object;
+} EarlyDelivery;
+
+struct _RelayCore {
+  gatomicrefcount  ref_count;
+  GWeakRef         relay;
+  GMainContext    *owner_context;
+  GSocketService  *service;
+  TlspyoRouter    *router;
+  GTlsCertificate *certificate;
+  guint8           key[TLSPYO_AUTH_KEY_SIZE];
+  guint8           salt[TLSPYO_AUTH_SALT_SIZE];
+  guint            iterations;
+  guint64          max_object_size;
+  guint            handshake_timeout;
+  GHashTable      *peers;
+  gint             n_joined;  /* read from other threads */
+  gboolean         stopped;
+
+  /* start() arguments and results */
+  char            *address;
+  guint            port;
+  guint            bound_port;
+  GError          *start_error;
+};
+
+static void peer_close (RelayPeer *peer, const GError *error);
+
+static RelayCore *
+relay_core_ref (RelayCore *core)
+{
+  g_atomic_ref_count_inc (&core->ref_count);
+  return core;
+}
+
+static void
+relay_core_unref (RelayCore *core)
+{
+  if (!g_atomic_ref_count_dec (&core->ref_count))
+    return;
+  g_assert (g_hash_table_size (core->peers) == 0);
+  g_hash_table_unref (core->peers);
+  g_clear_pointer (&core->router, tlspyo_router_free);
+  g_clear_object (&core->service);
+  g_clear_object (&core->certificate);
+  g_weak_ref_clear (&core->relay);
+  g_main_context_unref (core->owner_context);
+  g_clear_error (&core->start_error);
+  g_free (core->address);
+  memset (core->key, 0, sizeof core->key);
+  g_free (core);
+}
+
+/* Signals travel to the owner's context, holding the relay only weakly: a
+ * script that never iterates its context must still be able to free it. */
+typedef struct {
+  GWeakRef      relay;
+  guint         signal_id;
+  char         *address;
+  char        **groups;
+  TlspyoError   code;
+  char         *reason;
+} SignalEmission;
+
+static void
+signal_emission_free (gpointer data)
+{
+  SignalEmission *e = data;
+
+  g_weak_ref_clear (&e->relay);
+  g_free (e->address);
+  g_strfreev (e->groups);
+  g_free (e->reason);
+  g_free (e);
+}
+
+static gboolean
+signal_emission_cb (gpointer data)
+{
+  SignalEmission *e = data;
+  g_autoptr(TlspyoRelay) relay = g_weak_ref_get (&e->relay);
+
+  if (relay == NULL)
+    return G_SOURCE_REMOVE;
+
+  if (e->signal_id == signals[SIGNAL_ENDPOINT_CONNECTED])
+    g_signal_emit (relay, e->signal_id, 0, e->address, e->groups);
+  else if (e->signal_id == signals[SIGNAL_ENDPOINT_DISCONNECTED])
+    g_signal_emit (relay, e->signal_id, 0, e->address);
+  else
+    g_signal_emit (relay, e->signal_id, 0, e->address, e->code, e->reason);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+core_emit (RelayCore          *core,
+           guint               signal,
+           const char         *address,
+           const char * const *groups,
+           TlspyoError         code,
+           const char         *reason)
+{
+  SignalEmission *e = g_new0 (SignalEmission, 1);
+  g_autoptr(GObject) relay = g_weak_ref_get (&core->relay);
+  GSource *source;
+
+  g_weak_ref_init (&e->relay, relay);
+  e->signal_id = signals[signal];
+  e->address = g_strdup (address);
+  e->groups = g_strdupv ((char **) groups);
+  e->code = code;
+  e->reason = g_strdup (reason);
+
+  source = g_idle_source_new ();
+  g_source_set_callback (source, signal_emission_cb, e, signal_emission_free);
+  g_source_set_static_name (source, "[tlspyo] relay signal");
+  g_source_attach (source, core->owner_context);
+  g_source_unref (source);
+}
+
+static void
+early_delivery_free (gpointer data)
+{
+  EarlyDelivery *d = data;
+
+  g_free (d->group);
+  g_bytes_unref (d->object);
+  g_free (d);
+}
+
+static void
+router_deliver (gpointer    peer_data,
+                const char *group,
+                GBytes     *object,
+                gpointer    user_data)
+{
+  RelayPeer *peer = peer_data;
+
+  if (peer->state != PEER_JOINED)
+    {
+      EarlyDelivery *d = g_new (EarlyDelivery, 1);
+
+      d->group = g_strdup (group);
+      d->object = g_bytes_ref (object);
+      g_ptr_array_add (peer->early, d);
+      return;
+    }
+  tlspyo_connection_send (peer->conn, TLSPYO_FRAME_DELIVER,
+                          g_variant_new ("(s)", group), object, NULL);
+}
+
+static void
+router_drop (const char *group,
+             const char *reason,
+             gpointer    user_data)
+{
+  g_debug ("Dropped an object for group '%s': %s", group, reason);
+}
+
+static void
+peer_free (RelayPeer *peer)
+{
+  if (peer->handshake_timer != NULL)
+    {
+      g_source_destroy (peer->handshake_timer);
+      g_source_unref (peer->handshake_timer);
+    }
+  g_clear_object (&peer->cancellable);
+  g_clear_object (&peer->stream);
+  g_clear_pointer (&peer->conn, tlspyo_connection_unref);
+  g_clear_pointer (&peer->early, g_ptr_array_unref);
+  g_free (peer->address);
+  g_free (peer);
+}
+
+static gboolean
+peer_refuse (RelayPeer   *peer,
+             TlspyoError  code,
+             const char  *reason)
+{
+  g_autoptr(GError) error = g_error_new_literal (TLSPYO_ERROR, code, reason);
+
+  g_message ("Refused endpoint %s: %s", peer->address, reason);
+  peer->refused = TRUE;
+  core_emit (peer->core, SIGNAL_ENDPOINT_REFUSED, peer->address, NULL, code, reason);
+  tlspyo_connection_send (peer->conn, TLSPYO_FRAME_REFUSED,
+                          g_variant_new ("(us)", (guint32) code, reason), NULL, NULL);
+  /* Keep the handshake timer: it bounds how long a peer that does not read
+   * its refusal can hold the connection. */
+  tlspyo_connection_close_when_flushed (peer->conn, error);
+  return FALSE;
+}
+
+static gboolean
+peer_protocol_error (RelayPeer  *peer,
+                     const char *format,
+                     ...) G_GNUC_PRINTF (2, 3);
+
+static gboolean
+peer_protocol_error (RelayPeer  *peer,
+                     const char *format,
+                     ...)
+{
+  g_autoptr(GError) error = NULL;
+  va_list args;
+
+  va_start (args, format);
+  error = g_error_new_valist (TLSPYO_ERROR, TLSPYO_ERROR_PROTOCOL, format, args);
+  va_end (args);
+  peer_close (peer, error);
+  return FALSE;
+}
+
+static gboolean
+handle_hello (RelayPeer         *peer,
+              const TlspyoFrame *frame)
+{
+  RelayCore *core = peer->core;
+  guint32 version;
+  g_autoptr(GVariant) nonce = NULL;
+  gsize len;
+  const guint8 *data;
+
+  g_variant_get (frame->meta, "(u@ay)", &version, &nonce);
+  if (version != TLSPYO_PROTOCOL_VERSION)
+    return peer_protocol_error (peer, "Endpoint %s speaks protocol version %u, this relay speaks %u",
+                                peer->address, version, TLSPYO_PROTOCOL_VERSION);
+  data = g_variant_get_fixed_array (nonce, &len, 1);
+  if (len != TLSPYO_AUTH_NONCE_SIZE)
+    return peer_protocol_error (peer, "Endpoint %s sent a nonce of %" G_GSIZE_FORMAT " bytes",
+                                peer->address, len);
+  memcpy (peer->endpoint_nonce, data, len);
+  tlspyo_auth_random (peer->relay_nonce, sizeof peer->relay_nonce);
+
+  tlspyo_connection_set_limits (peer->conn, TLSPYO_FRAME_MAX_META_HANDSHAKE, 0,
+                                TLSPYO_FRAME_BIT (TLSPYO_FRAME_AUTH) |
+                                TLSPYO_FRAME_BIT (TLSPYO_FRAME_BYE));
+  tlspyo_connection_send (peer->conn, TLSPYO_FRAME_CHALLENGE,
+                          g_variant_new ("(@ay@ayu)",
+                                         g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, peer->relay_nonce,
+                                                                    TLSPYO_AUTH_NONCE_SIZE, 1),
+                                         g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, core->salt,
+                                                                    TLSPYO_AUTH_SALT_SIZE, 1),
+                                         core->iterations),
+                          NULL, NULL);
+  peer->state = PEER_AWAIT_AUTH;
+  return TRUE;
+}
+
+static gboolean
+handle_auth (RelayPeer         *peer,
+             const TlspyoFrame *frame)
+{
+  RelayCore *core = peer->core;
+  g_autoptr(GVariant) proof_v = NULL;
+  g_autofree const char **groups = NULL;
+  g_autoptr(GError) error = NULL;
+  guint8 expected[TLSPYO_AUTH_PROOF_SIZE];
+  guint8 relay_proof[TLSPYO_AUTH_PROOF_SIZE];
+  const guint8 *proof;
+  gsize len, n_groups;
+
+  g_variant_get (frame->meta, "(@ay^a&s)", &proof_v, &groups);
+  proof = g_variant_get_fixed_array (proof_v, &len, 1);
+  tlspyo_auth_proof (core->key, TLSPYO_AUTH_ROLE_ENDPOINT, peer->endpoint_nonce,
+                     peer->relay_nonce, expected);
+  if (len != TLSPYO_AUTH_PROOF_SIZE || !tlspyo_auth_equal (proof, expected, sizeof expected))
+    return peer_refuse (peer, TLSPYO_ERROR_AUTHENTICATION,
+                        "Authentication failed: the endpoint does not know the relay's password");
+
+  n_groups = g_strv_length ((char **) groups);
+  if (n_groups == 0)
+    return peer_refuse (peer, TLSPYO_ERROR_INVALID_ARGUMENT,
+                        "The endpoint has no group: give it at least one");
+  if (n_groups > MAX_GROUPS_PER_ENDPOINT)
+    return peer_refuse (peer, TLSPYO_ERROR_GROUP_REFUSED,
+                        "The endpoint asks for more than 1024 groups");
+  for (gsize i = 0; i < n_groups; i++)
+    if (!tlspyo_group_name_check (groups[i], &error))
+      return peer_refuse (peer, TLSPYO_ERROR_GROUP_REFUSED, error->message);
+
+  peer->router_peer = tlspyo_router_join (core->router, peer, groups, &error);
+  if (peer->router_peer == NULL)
+    return peer_refuse (peer, error->code, error->message);
+
+  tlspyo_auth_proof (core->key, TLSPYO_AUTH_ROLE_RELAY, peer->endpoint_nonce,
+                     peer->relay_nonce, relay_proof);
+  tlspyo_connection_send (peer->conn, TLSPYO_FRAME_WELCOME,
+                          g_variant_new ("(@ay)",
+                                         g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, relay_proof,
+                                                                    sizeof relay_proof, 1)),
+                          NULL, NULL);
+  peer->state = PEER_JOINED;
+  g_atomic_int_inc (&core->n_joined);
+  if (peer->handshake_timer != NULL)
+    {
+      g_source_destroy (peer->handshake_timer);
+      g_clear_pointer (&peer->handshake_timer, g_source_unref);
+    }
+  tlspyo_connection_set_limits (peer->conn, TLSPYO_FRAME_MAX_META, core->max_object_size,
+                                TLSPYO_FRAME_BIT (TLSPYO_FRAME_OBJECT) |
+                                TLSPYO_FRAME_BIT (TLSPYO_FRAME_NOTIFY) |
+                                TLSPYO_FRAME_BIT (TLSPYO_FRAME_BYE));
+  for (guint i = 0; i < peer->early->len; i++)
+    {
+      EarlyDelivery *d = g_ptr_array_index (peer->early, i);
+      router_deliver (peer, d->group, d->object, NULL);
+    }
+  g_ptr_array_set_size (peer->early, 0);
+
+  g_message ("Endpoint %s joined", peer->address);
+  core_emit (core, SIGNAL_ENDPOINT_CONNECTED, peer->address, groups, 0, NULL);
+  return TRUE;
+}
+
+static gboolean
+handle_object (RelayPeer         *peer,
+               const TlspyoFrame *frame)
+{
+  g_autoptr(GVariant) destinations = g_variant_get_child_value (frame->meta, 0);
+  GVariantIter iter;
+  const char *group;
+  gint32 count;
+  g_autoptr(GError) error = NULL;
+
+  g_variant_iter_init (&iter, destinations);
+  while (g_variant_iter_next (&iter, "{&si}", &group, &count))
+    {
+      if (!tlspyo_group_name_check (group, &error))
+        return peer_protocol_error (peer, "Endpoint %s sent an object to an invalid group: %s",
+                                    peer->address, error->message);
+      if (count == 0)
+        return peer_protocol_error (peer, "Endpoint %s sent an object with a count of 0 for group '%s'",
+                                    peer->address, group);
+    }
+  peer->handled++;
+  tlspyo_router_route (peer->core->router, destinations, frame->body);
+  return TRUE;
+}
+
+static gboolean
+handle_notify (RelayPeer         *peer,
+               const TlspyoFrame *frame)
+{
+  const char *group;
+  gint32 count;
+  g_autoptr(GError) error = NULL;
+
+  g_variant_get (frame->meta, "(&si)", &group, &count);
+  if (!tlspyo_group_name_check (group, &error))
+    return peer_protocol_error (peer, "Endpoint %s sent notify_ready for an invalid group: %s",
+                                peer->address, error->message);
+  peer->handled++;
+  tlspyo_router_notify (peer->core->router, peer->router_peer, group, count);
+  return TRUE;
+}
+
+static gboolean
+peer_frame_cb (TlspyoConnection  *conn,
+               const TlspyoFrame *frame,
+               gpointer           user_data)
+{
+  RelayPeer *peer = user_data;
+
+  switch (frame->type)
+    {
+    case TLSPYO_FRAME_HELLO:
+      if (peer->state != PEER_AWAIT_HELLO)
+        break;
+      return handle_hello (peer, frame);
+    case TLSPYO_FRAME_AUTH:
+      if (peer->state != PEER_AWAIT_AUTH)
+        break;
+      return handle_auth (peer, frame);
+    case TLSPYO_FRAME_OBJECT:
+      if (peer->state != PEER_JOINED)
+        break;
+      return handle_object (peer, frame);
+    case TLSPYO_FRAME_NOTIFY:
+      if (peer->state != PEER_JOINED)
+        break;
+      return handle_notify (peer, frame);
+    case TLSPYO_FRAME_BYE:
+      {
+        g_autoptr(GError) bye = g_error_new (TLSPYO_ERROR, TLSPYO_ERROR_CLOSED,
+                                             "Endpoint %s said goodbye", peer->address);
+        peer_close (peer, bye);
+        return FALSE;
+      }
+    default:
+      break;
+    }
+
+  /* The decoder only lets through the types the current state allows. */
+  return peer_protocol_error (peer, "Endpoint %s sent an unexpected %s frame",
+                              peer->address, tlspyo_frame_type_to_string (frame->type));
+}
+
+static void
+peer_read_done_cb (TlspyoConnection *conn,
+                   gpointer          user_data)
+{
+  RelayPeer *peer = user_data;
+
+  /* One acknowledgement for everything handled in this read. */
+  if (peer->state == PEER_JOINED && peer->handled != peer->acked)
+    {
+      peer->acked = peer->handled;
+      tlspyo_connection_send (conn, TLSPYO_FRAME_ACK, g_variant_new ("(t)", peer->acked),
+                              NULL, NULL);
+    }
+}
+
+static void
+peer_closed_cb (TlspyoConnection *conn,
+                const GError     *error,
+                gpointer          user_data)
+{
+  RelayPeer *peer = user_data;
+  RelayCore *core = peer->core;
+
+  if (peer->router_peer != NULL)
+    {
+      tlspyo_router_leave (core->router, peer->router_peer);
+      peer->router_peer = NULL;
+      g_atomic_int_add (&core->n_joined, -1);
+      g_message ("Endpoint %s left: %s", peer->address, error->message);
+      core_emit (core, SIGNAL_ENDPOINT_DISCONNECTED, peer->address, NULL, 0, NULL);
+    }
+  else if (!peer->refused)
+    {
+      /* Refusals were announced when they were sent. */
+      g_message ("Connection from %s ended before it joined: %s", peer->address, error->message);
+      core_emit (core, SIGNAL_ENDPOINT_REFUSED, peer->address, NULL,
+                 error->domain == TLSPYO_ERROR ? error->code : TLSPYO_ERROR_PROTOCOL,
+                 error->message);
+    }
+
+  g_hash_table_remove (core->peers, peer);
+}
+
+static const TlspyoConnectionCallbacks peer_callbacks = {
+  peer_frame_cb,
+  peer_read_done_cb,
+  peer_closed_cb,
+};
+
+static void
+peer_close (RelayPeer    *peer,
+            const GError *error)
+{
+  if (peer->conn != NULL)
+    tlspyo_connection_close (peer->conn, error);  /* frees the peer */
+  else
+    {
+      /* Still in the TLS handshake: its callback will find the peer gone. */
+      g_cancellable_cancel (peer->cancellable);
+      if (!g_error_matches (error, TLSPYO_ERROR, TLSPYO_ERROR_CLOSED))
+        core_emit (peer->core, SIGNAL_ENDPOINT_REFUSED, peer->address, NULL,
+                   error->code, error->message);
+      g_hash_table_remove (peer->core->peers, peer);
+    }
+}
+
+static void
+peer_start_protocol (RelayPeer *peer,
+                     GIOStream *stream)
+{
+  peer->state = PEER_AWAIT_HELLO;
+  peer->conn = tlspyo_connection_new (stream, peer->address, &peer_callbacks, peer);
+  tlspyo_connection_set_limits (peer->conn, TLSPYO_FRAME_MAX_META_HANDSHAKE, 0,
+                                TLSPYO_FRAME_BIT (TLSPYO_FRAME_HELLO) |
+                                TLSPYO_FRAME_BIT (TLSPYO_FRAME_BYE));
+  tlspyo_connection_start (peer->conn);
+}
+
+typedef struct {
+  RelayCore *core;
+  RelayPeer *peer;
+} HandshakeData;
+
+static void
+server_handshake_cb (GObject      *source,
+                     GAsyncResult *result,
+                     gpointer      user_data)
+{
+  HandshakeData *hd = user_data;
+  RelayCore *core = hd->core;
+  RelayPeer *peer = hd->peer;
+  g_autoptr(GError) error = NULL;
+  gboolean ok;
+
+  ok = g_tls_connection_handshake_finish (G_TLS_CONNECTION (source), result, &error);
+
+  /* The peer may have been dropped (stop, timeout) while we waited. */
+  if (g_hash_table_contains (core->peers, peer) && peer->stream == G_IO_STREAM (source))
+    {
+      if (ok)
+        peer_start_protocol (peer, peer->stream);
+      else
+        {
+          g_autofree char *msg = tlspyo_tls_describe_error (error, FALSE);
+          g_autoptr(GError) tls_error = g_error_new (TLSPYO_ERROR, TLSPYO_ERROR_PROTOCOL,
+                                                     "%s: %s", peer->address, msg);
+          peer_close (peer, tls_error);
+        }
+    }
+
+  relay_core_unref (core);
+  g_free (hd);
+  tlspyo_worker_unhold ();
+}
+
+static gboolean
+handshake_timeout_cb (gpointer user_data)
+{
+  RelayPeer *peer = user_data;
+  g_autoptr(GError) error = NULL;
+
+  g_clear_pointer (&peer->handshake_timer, g_source_unref);
+  error = g_error_new (TLSPYO_ERROR, TLSPYO_ERROR_TIMED_OUT,
+                       "Endpoint %s did not complete the handshake within %u s",
+                       peer->address, peer->core->handshake_timeout);
+  peer_close (peer, error);
+  return G_SOURCE_REMOVE;
+}
+
+static char *
+describe_address (GSocketConnection *connection)
+{
+  g_autoptr(GSocketAddress) address = g_socket_connection_get_remote_address (connection, NULL);
+
+  if (G_IS_INET_SOCKET_ADDRESS (address))
+    {
+      GInetSocketAddress *inet = G_INET_SOCKET_ADDRESS (address);
+      g_autofree char *ip = g_inet_address_to_string (g_inet_socket_address_get_address (inet));
+
+      if (g_socket_address_get_family (address) == G_SOCKET_FAMILY_IPV6)
+        return g_strdup_printf ("[%s]:%u", ip, g_inet_socket_address_get_port (inet));
+      return g_strdup_printf ("%s:%u", ip, g_inet_socket_address_get_port (inet));
+    }
+  return g_strdup ("unknown");
+}
+
+static gboolean
+incoming_cb (GSocketService    *service,
+             GSocketConnection *connection,
+             GObject           *source_object,
+             gpointer           user_data)
+{
+  RelayCore *core = user_data;
+  RelayPeer *peer;
+
+  if (core->stopped)
+    return TRUE;
+
+  tlspyo_tls_set_nodelay (connection);
+
+  peer = g_new0 (RelayPeer, 1);
+  peer->core = core;
+  peer->address = describe_address (connection);
+  peer->cancellable = g_cancellable_new ();
+  peer->early = g_ptr_array_new_with_free_func (early_delivery_free);
+  g_hash_table_add (core->peers, peer);
+
+  peer->handshake_timer = g_timeout_source_new_seconds (core->handshake_timeout);
+  g_source_set_callback (peer->handshake_timer, handshake_timeout_cb, peer, NULL);
+  g_source_set_static_name (peer->handshake_timer, "[tlspyo] handshake timeout");
+  g_source_attach (peer->handshake_timer, g_main_context_get_thread_default ());
+
+  if (core->certificate != NULL)
+    {
+      g_autoptr(GError) error = NULL;
+      HandshakeData *hd;
+
+      peer->state = PEER_TLS_HANDSHAKE;
+      peer->stream = tlspyo_tls_server_new (G_IO_STREAM (connection), core->certificate, &error);
+      if (peer->stream == NULL)
+        {
+          g_warning ("Could not set up TLS for %s: %s", peer->address, error->message);
+          peer_close (peer, error);
+          return TRUE;
+        }
+      hd = g_new (HandshakeData, 1);
+      hd->core = relay_core_ref (core);
+      hd->peer = peer;
+      tlspyo_worker_hold ();
+      g_tls_connection_handshake_async (G_TLS_CONNECTION (peer->stream), G_PRIORITY_DEFAULT,
+                                        peer->cancellable, server_handshake_cb, hd);
+    }
+  else
+    {
+      peer->stream = g_object_ref (G_IO_STREAM (connection));
+      peer_start_protocol (peer, peer->stream);
+    }
+
+  return TRUE;
+}
+
+static gboolean
+core_start_cb (gpointer data)
+{
+  RelayCore *core = data;
+  g_autoptr(GSocketAddress) address = NULL;
+  g_autoptr(GSocketAddress) effective = NULL;
+  g_autoptr(GError) error = NULL;
+
+  core->service = g_socket_service_new ();
+
+  if (core->address != NULL)
+    {
+      address = g_inet_socket_address_new_from_string (core->address, core->port);
+      if (address == NULL)
+        {
+          core->start_error = g_error_new (TLSPYO_ERROR, TLSPYO_ERROR_INVALID_ARGUMENT,
+                                           "'%s' is not an IP address: set the relay's address "
+                                           "to an IPv4 or IPv6 address, or leave it unset to "
+                                           "listen on every interface", core->address);
+          return G_SOURCE_REMOVE;
+        }
+      if (!g_socket_listener_add_address (G_SOCKET_LISTENER (core->service), address,
+                                          G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP,
+                                          NULL, &effective, &error))
+        goto failed;
+      core->bound_port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (effective));
+    }
+  else if (core->port == 0)
+    {
+      core->bound_port = g_socket_listener_add_any_inet_port (G_SOCKET_LISTENER (core->service),
+                                                              NULL, &error);
+      if (core->bound_port == 0)
+        goto failed;
+    }
+  else
+    {
+      if (!g_socket_listener_add_inet_port (G_SOCKET_LISTENER (core->service), core->port,
+                                            NULL, &error))
+        goto failed;
+      core->bound_port = core->port;
+    }
+
+  g_signal_connect (core->service, "incoming", G_CALLBACK (incoming_cb), core);
+  g_socket_service_start (core->service);
+  return G_SOURCE_REMOVE;
+
+failed:
+  core->start_error = g_error_new (TLSPYO_ERROR, TLSPYO_ERROR_NETWORK,
+                                   "Could not listen on %s port %u: %s: choose another port, "
+                                   "or 0 to let the system pick a free one",
+                                   core->address ? core->address : "every interface",
+                                   core->port, error->message);
+  g_socket_listener_close (G_SOCKET_LISTENER (core->service));
+  g_clear_object (&core->service);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+core_stop_cb (gpointer data)
+{
+  RelayCore *core = data;
+  g_autoptr(GPtrArray) peers = NULL;
+  g_autoptr(GError) error = g_error_new_literal (TLSPYO_ERROR, TLSPYO_ERROR_CLOSED,
+                                                 "The relay stopped");
+
+  core->stopped = TRUE;
+  if (core->service != NULL)
+    {
+      g_socket_service_stop (core->service);
+      g_socket_listener_close (G_SOCKET_LISTENER (core->service));
+      g_signal_handlers_disconnect_by_data (core->service, core);
+    }
+
+  {
+    GHashTableIter iter;
+    gpointer key;
+
+    peers = g_ptr_array_new ();
+    g_hash_table_iter_init (&iter, core->peers);
+    while (g_hash_table_iter_next (&iter, &key, NULL))
+      g_ptr_array_add (peers, key);
+  }
+  for (guint i = 0; i < peers->len; i++)
+    {
+      RelayPeer *peer = g_ptr_array_index (peers, i);
+      if (peer->conn != NULL)
+        tlspyo_connection_send (peer->conn, TLSPYO_FRAME_BYE,
+                                g_variant_new ("(s)", "the relay stopped"), NULL, NULL);
+      peer_close (peer, error);
+    }
+  relay_core_unref (core);
+  return G_SOURCE_REMOVE;
+}
+
+typedef struct {
+  RelayCore *core;
+  GroupRule  rule;
+} RuleCall;
+
+static gboolean
+core_accept_group_cb (gpointer data)
+{
+  RuleCall *call = data;
+
+  tlspyo_router_accept_group (call->core->router, call->rule.group,
+                              call->rule.max_count, call->rule.max_consumables);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+rule_call_free (gpointer data)
+{
+  RuleCall *call = data;
+
+  relay_core_unref (call->core);
+  g_free (call->rule.group);
+  g_free (call);
+}
+
+/* The GObject part. */
+
+static void
+group_rule_clear (gpointer data)
+{
+  GroupRule *rule = data;
+
+  g_free (rule->group);
+}
+
+static void
+tlspyo_relay_init (TlspyoRelay *self)
+{
+  g_mutex_init (&self->mutex);
+  self->port = DEFAULT_PORT;
+  self->security = TLSPYO_SECURITY_TLS;
+  self->max_object_size = TLSPYO_DEFAULT_MAX_OBJECT_SIZE;
+  self->handshake_timeout = DEFAULT_HANDSHAKE_TIMEOUT;
+  self->rules = g_array_new (FALSE, TRUE, sizeof (GroupRule));
+  g_array_set_clear_func (self->rules, group_rule_clear);
+}
+
+static void
+tlspyo_relay_dispose (GObject *object)
+{
+  TlspyoRelay *self = TLSPYO_RELAY (object);
+
+  tlspyo_relay_stop (self);
+  g_clear_object (&self->certificate);
+
+  G_OBJECT_CLASS (tlspyo_relay_parent_class)->dispose (object);
+}
+
+static void
+tlspyo_relay_finalize (GObject *object)
+{
+  TlspyoRelay *self = TLSPYO_RELAY (object);
+
+  g_free (self->address);
+  g_free (self->credentials_dir);
+  g_clear_pointer (&self->secret, tlspyo_auth_secret_free);
+  g_array_unref (self->rules);
+  g_mutex_clear (&self->mutex);
+
+  G_OBJECT_CLASS (tlspyo_relay_parent_class)->finalize (object);
+}
+
+static void
+tlspyo_relay_get_property (GObject    *object,
+                           guint       prop_id,
+                           GValue     *value,
+                           GParamSpec *pspec)
+{
+  TlspyoRelay *self = TLSPYO_RELAY (object);
+  g_autoptr(GMutexLocker) locker = g_mutex_locker_new (&self->mutex);
+
+  switch (prop_id)
+    {
+    case PROP_PORT:
+      g_value_set_uint (value, self->port);
+      break;
+    case PROP_ADDRESS:
+      g_value_set_string (value, self->address);
+      break;
+    case PROP_SECURITY:
+      g_value_set_enum (value, self->security);
+      break;
+    case PROP_CREDENTIALS_DIR:
+      if (self->credentials_dir != NULL)
+        g_value_set_string (value, self->credentials_dir);
+      else
+        g_value_take_string (value, tlspyo_credentials_get_default_dir ());
+      break;
+    case PROP_CERTIFICATE:
+      g_value_set_object (value, self->certificate);
+      break;
+    case PROP_MAX_OBJECT_SIZE:
+      g_value_set_uint64 (value, self->max_object_size);
+      break;
+    case PROP_HANDSHAKE_TIMEOUT:
+      g_value_set_uint (value, self->handshake_timeout);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+tlspyo_relay_set_property (GObject      *object,
+                           guint         prop_id,
+                           const GValue *value,
+                           GParamSpec   *pspec)
+{
+  TlspyoRelay *self = TLSPYO_RELAY (object);
+  gboolean changed = FALSE;
+
+  g_mutex_lock (&self->mutex);
+  switch (prop_id)
+    {
+    case PROP_PORT:
+      changed = self->port != g_value_get_uint (value);
+      self->port = g_value_get_uint (value);
+      break;
+    case PROP_ADDRESS:
+      changed = g_strcmp0 (self->address, g_value_get_string (value)) != 0;
+      g_free (self->address);
+      self->address = g_value_dup_string (value);
+      break;
+    case PROP_PASSWORD:
+      g_clear_pointer (&self->secret, tlspyo_auth_secret_free);
+      if (g_value_get_string (value) != NULL)
+        self->secret = tlspyo_auth_secret_new (g_value_get_string (value));
+      break;
+    case PROP_SECURITY:
+      changed = self->security != (TlspyoSecurity) g_value_get_enum (value);
+      self->security = g_value_get_enum (value);
+      break;
+    case PROP_CREDENTIALS_DIR:
+      changed = g_strcmp0 (self->credentials_dir, g_value_get_string (value)) != 0;
+      g_free (self->credentials_dir);
+      self->credentials_dir = g_value_dup_string (value);
+      break;
+    case PROP_CERTIFICATE:
+      changed = g_set_object (&self->certificate, g_value_get_object (value));
+      break;
+    case PROP_MAX_OBJECT_SIZE:
+      changed = self->max_object_size != g_value_get_uint64 (value);
+      self->max_object_size = g_value_get_uint64 (value);
+      break;
+    case PROP_HANDSHAKE_TIMEOUT:
+      changed = self->handshake_timeout != g_value_get_uint (value);
+      self->handshake_timeout = g_value_get_uint (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+  g_mutex_unlock (&self->mutex);
+
+  if (changed)
+    g_object_notify_by_pspec (object, pspec);
+}
+
+static void
+tlspyo_relay_class_init (TlspyoRelayClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = tlspyo_relay_dispose;
+  object_class->finalize = tlspyo_relay_finalize;
+  object_class->get_property = tlspyo_relay_get_property;
+  object_class->set_property = tlspyo_relay_set_property;
+
+  /**
+   * TlspyoRelay:port:
+   *
+   * The TCP port to listen on; 0 lets the system pick a free one. After
+   * [method@Tlspyo.Relay.start] it reads back the port actually bound.
+   *
+   * Since: 0.1
+   */
+  properties[PROP_PORT] =
+    g_param_spec_uint ("port", NULL, NULL, 0, G_MAXUINT16, DEFAULT_PORT,
+                       G_PARAM_READWRITE | G_PARAM_CONSTRUCT | G_PARAM_EXPLICIT_NOTIFY |
+                       G_PARAM_STATIC_STRINGS);
+
+  /**
+   * TlspyoRelay:address:
+   *
+   * The IP address to listen on, such as "127.0.0.1"; %NULL (the default)
+   * listens on every interface, IPv4 and IPv6.
+   *
+   * Since: 0.1
+   */
+  properties[PROP_ADDRESS] =
+    g_param_spec_string ("address", NULL, NULL, NULL,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * TlspyoRelay:password:
+   *
+   * The shared password endpoints must know. It never crosses the network:
+   * each side proves it knows it with a challenge-response. Write-only.
+   *
+   * Since: 0.1
+   */
+  properties[PROP_PASSWORD] =
+    g_param_spec_string ("password", NULL, NULL, NULL,
+                         G_PARAM_WRITABLE | G_PARAM_CONSTRUCT | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * TlspyoRelay:security:
+   *
+   * Whether connections use TLS (the default) or plain TCP.
+   *
+   * Since: 0.1
+   */
+  properties[PROP_SECURITY] =
+    g_param_spec_enum ("security", NULL, NULL, TLSPYO_TYPE_SECURITY, TLSPYO_SECURITY_TLS,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * TlspyoRelay:credentials-dir:
+   *
+   * The folder holding `key.pem` and `certificate.pem`, as made by
+   * [func@Tlspyo.credentials_generate]. Defaults to
+   * [func@Tlspyo.credentials_get_default_dir].
+   *
+   * Since: 0.1
+   */
+  properties[PROP_CREDENTIALS_DIR] =
+    g_param_spec_string ("credentials-dir", NULL, NULL, NULL,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * TlspyoRelay:certificate:
+   *
+   * The relay's certificate, with its private key. When set it is used
+   * instead of the files in [property@Tlspyo.Relay:credentials-dir].
+   *
+   * Since: 0.1
+   */
+  properties[PROP_CERTIFICATE] =
+    g_param_spec_object ("certificate", NULL, NULL, G_TYPE_TLS_CERTIFICATE,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * TlspyoRelay:max-object-size:
+   *
+   * The largest object, in serialized bytes, the relay accepts. An endpoint
+   * that sends a larger one is disconnected before anything is allocated.
+   *
+   * Since: 0.1
+   */
+  properties[PROP_MAX_OBJECT_SIZE] =
+    g_param_spec_uint64 ("max-object-size", NULL, NULL, 2, G_MAXUINT64,
+                         TLSPYO_DEFAULT_MAX_OBJECT_SIZE,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * TlspyoRelay:handshake-timeout:
+   *
+   * Seconds a new connection has to complete TLS and authentication before
+   * the relay drops it.
+   *
+   * Since: 0.1
+   */
+  properties[PROP_HANDSHAKE_TIMEOUT] =
+    g_param_spec_uint ("handshake-timeout", NULL, NULL, 1, 3600, DEFAULT_HANDSHAKE_TIMEOUT,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  /**
+   * TlspyoRelay::endpoint-connected:
+   * @self: the relay
+   * @address: the endpoint's address and port
+   * @groups: the groups it joined
+   *
+   * An endpoint authenticated and joined its groups.
+   *
+   * Since: 0.1
+   */
+  signals[SIGNAL_ENDPOINT_CONNECTED] =
+    g_signal_new ("endpoint-connected", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_STRV);
+
+  /**
+   * TlspyoRelay::endpoint-disconnected:
+   * @self: the relay
+   * @address: the endpoint's address and port
+   *
+   * A joined endpoint's connection ended.
+   *
+   * Since: 0.1
+   */
+  signals[SIGNAL_ENDPOINT_DISCONNECTED] =
+    g_signal_new ("endpoint-disconnected", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_STRING);
+
+  /**
+   * TlspyoRelay::endpoint-refused:
+   * @self: the relay
+   * @address: the peer's address and port
+   * @code: a [enum@Tlspyo.Error] code: why it was refused
+   * @reason: the reason, in words
+   *
+   * A connection was refused or dropped before it joined: wrong password,
+   * refused group, malformed data, TLS failure or handshake timeout.
+   *
+   * Since: 0.1
+   */
+  signals[SIGNAL_ENDPOINT_REFUSED] =
+    g_signal_new ("endpoint-refused", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 3, G_TYPE_STRING, TLSPYO_TYPE_ERROR,
+                  G_TYPE_STRING);
+}
+
+/**
+ * tlspyo_relay_new:
+ * @port: the TCP port to listen on, or 0 to let the system pick one
+ * @password: the shared password
+ *
+ * Creates a relay. It does nothing until [method@Tlspyo.Relay.start].
+ *
+ * Returns: (transfer full): a new relay
+ *
+ * Since: 0.1
+ */
+TlspyoRelay *
+tlspyo_relay_new (guint       port,
+                  const char *password)
+{
+  return g_object_new (TLSPYO_TYPE_RELAY, "port", port, "password", password, NULL);
+}
+
+/**
+ * tlspyo_relay_accept_group:
+ * @self: a relay
+ * @group: a group name
+ * @max_count: how many endpoints may be in the group at once, or -1 for no limit
+ * @max_consumables: how many produced objects the group's queue holds, or -1
+ *   for no limit; when the queue is full the oldest object is dropped
+ *
+ * Declares a group the relay accepts. As soon as one group is declared, only
+ * declared groups are: an endpoint that asks for another is refused with
+ * %TLSPYO_ERROR_GROUP_REFUSED, and objects sent to another are dropped.
+ * Declaring a group again changes its limits.
+ *
+ * Since: 0.1
+ */
+void
+tlspyo_relay_accept_group (TlspyoRelay *self,
+                           const char  *group,
+                           int          max_count,
+                           int          max_consumables)
+{
+  GroupRule rule;
+  RelayCore *core;
+
+  g_return_if_fail (TLSPYO_IS_RELAY (self));
+  g_return_if_fail (tlspyo_group_name_check (group, NULL));
+
+  rule.group = g_strdup (group);
+  rule.max_count = max_count < 0 ? -1 : max_count;
+  rule.max_consumables = max_consumables < 0 ? -1 : max_consumables;
+
+  g_mutex_lock (&self->mutex);
+  g_array_append_val (self->rules, rule);
+  core = self->core ? relay_core_ref (self->core) : NULL;
+  g_mutex_unlock (&self->mutex);
+
+  if (core != NULL)
+    {
+      RuleCall *call = g_new0 (RuleCall, 1);
+
+      call->core = core;
+      call->rule.group = g_strdup (group);
+      call->rule.max_count = rule.max_count;
+      call->rule.max_consumables = rule.max_consumables;
+      tlspyo_worker_invoke_sync (self->worker, core_accept_group_cb, call);
+      rule_call_free (call);
+    }
+}
+
+/**
+ * tlspyo_relay_start:
+ * @self: a relay
+ * @error: return location for a #GError
+ *
+ * Starts listening. Fails when the port cannot be bound, when no password
+ * is set, or with TLS when the key or certificate is missing or unreadable,
+ * or the TLS backend (glib-networking) is not installed; the error says what
+ * to do. Starting a running relay does nothing.
+ *
+ * Returns: %TRUE if the relay is listening
+ *
+ * Since: 0.1
+ */
+gboolean
+tlspyo_relay_start (TlspyoRelay  *self,
+                    GError      **error)
+{
+  g_autoptr(GTlsCertificate) certificate = NULL;
+  RelayCore *core;
+
+  g_return_val_if_fail (TLSPYO_IS_RELAY (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  g_mutex_lock (&self->mutex);
+  if (self->core != NULL)
+    {
+      g_mutex_unlock (&self->mutex);
+      return TRUE;
+    }
+  if (self->secret == NULL)
+    {
+      g_mutex_unlock (&self->mutex);
+      g_set_error_literal (error, TLSPYO_ERROR, TLSPYO_ERROR_INVALID_ARGUMENT,
+                           "The relay has no password: set its password property");
+      return FALSE;
+    }
+  if (self->security == TLSPYO_SECURITY_TLS)
+    {
+      if (!tlspyo_tls_check_backend (error))
+        {
+          g_mutex_unlock (&self->mutex);
+          return FALSE;
+        }
+      if (self->certificate != NULL)
+        {
+          g_autofree char *key_pem = NULL;
+          g_autoptr(GByteArray) key_der = NULL;
+
+          g_object_get (self->certificate, "private-key-pem", &key_pem, "private-key", &key_der, NULL);
+          if (key_pem == NULL && key_der == NULL)
+            {
+              g_mutex_unlock (&self->mutex);
+              g_set_error_literal (error, TLSPYO_ERROR, TLSPYO_ERROR_CREDENTIALS,
+                                   "The relay's certificate property has no private key: load "
+                                   "it with g_tls_certificate_new_from_files (certificate, key)");
+              return FALSE;
+            }
+          certificate = g_object_ref (self->certificate);
+        }
+      else
+        {
+          certificate = tlspyo_credentials_load_certificate (self->credentials_dir, TRUE, error);
+          if (certificate == NULL)
+            {
+              g_mutex_unlock (&self->mutex);
+              return FALSE;
+            }
+        }
+    }
+
+  core = g_new0 (RelayCore, 1);
+  g_atomic_ref_count_init (&core->ref_count);
+  g_weak_ref_init (&core->relay, self);
+  core->owner_context = g_main_context_ref_thread_default ();
+  core->peers = g_hash_table_new_full (NULL, NULL, (GDestroyNotify) peer_free, NULL);
+  core->router = tlspyo_router_new (router_deliver, router_drop, core);
+  core->certificate = g_steal_pointer (&certificate);
+  core->max_object_size = self->max_object_size;
+  core->handshake_timeout = self->handshake_timeout;
+  core->iterations = TLSPYO_AUTH_DEFAULT_ITERATIONS;
+  core->address = g_strdup (self->address);
+  core->port = self->port;
+  tlspyo_auth_random (core->salt, sizeof core->salt);
+  if (!tlspyo_auth_secret_get_key (self->secret, core->salt, sizeof core->salt,
+                                   core->iterations, core->key, error))
+    {
+      g_mutex_unlock (&self->mutex);
+      relay_core_unref (core);
+      return FALSE;
+    }
+  for (guint i = 0; i < self->rules->len; i++)
+    {
+      GroupRule *rule = &g_array_index (self->rules, GroupRule, i);
+      tlspyo_router_accept_group (core->router, rule->group, rule->max_count,
+                                  rule->max_consumables);
+    }
+  g_mutex_unlock (&self->mutex);
+
+  self->worker = tlspyo_worker_get ();
+  tlspyo_worker_invoke_sync (self->worker, core_start_cb, core);
+
+  if (core->start_error != NULL)
+    {
+      g_propagate_error (error, g_steal_pointer (&core->start_error));
+      relay_core_unref (core);
+      tlspyo_worker_release (g_steal_pointer (&self->worker));
+      return FALSE;
+    }
+
+  g_mutex_lock (&self->mutex);
+  self->core = core;
+  self->port = core->bound_port;
+  g_mutex_unlock (&self->mutex);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PORT]);
+  g_message ("Relay listening on %s port %u (%s)",
+             core->address ? core->address : "every interface", core->bound_port,
+             core->certificate ? "TLS" : "plain TCP");
+  return TRUE;
+}
+
+/**
+ * tlspyo_relay_stop:
+ * @self: a relay
+ *
+ * Closes every connection and releases the port. The relay can be started
+ * again. Stopping a relay that is not running does nothing.
+ *
+ * Since: 0.1
+ */
+void
+tlspyo_relay_stop (TlspyoRelay *self)
+{
+  RelayCore *core;
+  TlspyoWorker *worker;
+
+  g_return_if_fail (TLSPYO_IS_RELAY (self));
+
+  g_mutex_lock (&self->mutex);
+  core = g_steal_pointer (&self->core);
+  worker = g_steal_pointer (&self->worker);
+  g_mutex_unlock (&self->mutex);
+
+  if (core == NULL)
+    return;
+
+  /* The worker takes the core's last reference. */
+  tlspyo_worker_invoke_sync (worker, core_stop_cb, core);
+  tlspyo_worker_release (worker);
+}
+
+/**
+ * tlspyo_relay_get_port:
+ * @self: a relay
+ *
+ * Returns: the port: after [method@Tlspyo.Relay.start], the one bound
+ *
+ * Since: 0.1
+ */
+guint
+tlspyo_relay_get_port (TlspyoRelay *self)
+{
+  g_autoptr(GMutexLocker) locker = NULL;
+
+  g_return_val_if_fail (TLSPYO_IS_RELAY (self), 0);
+  locker = g_mutex_locker_new (&self->mutex);
+  return self->port;
+}
+
+/**
+ * tlspyo_relay_get_security:
+ * @self: a relay
+ *
+ * Returns: whether the relay uses TLS
+ *
+ * Since: 0.1
+ */
+TlspyoSecurity
+tlspyo_relay_get_security (TlspyoRelay *self)
+{
+  g_autoptr(GMutexLocker) locker = NULL;
+
+  g_return_val_if_fail (TLSPYO_IS_RELAY (self), TLSPYO_SECURITY_TLS);
+  locker = g_mutex_locker_new (&self->mutex);
+  return self->security;
+}
+
+/**
+ * tlspyo_relay_get_n_connections:
+ * @self: a relay
+ *
+ * Returns: how many endpoints are connected and joined right now
+ *
+ * Since: 0.1
+ */
+guint
+tlspyo_relay_get_n_connections (TlspyoRelay *self)
+{
+  g_autoptr(GMutexLocker) locker = NULL;
+
+  g_return_val_if_fail (TLSPYO_IS_RELAY (self), 0);
+  locker = g_mutex_locker_new (&self->mutex);
+  return self->core ? (guint) g_atomic_int_get (&self->core->n_joined) : 0;
+}

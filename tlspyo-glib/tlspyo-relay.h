@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#if !defined(__TLSPYO_INSIDE__) && !defined(TLSPYO_COMPILATION)
+#error "Only <tlspyo-glib/tlspyo-glib.h> can be included directly."
+#endif
+
+#include <gio/gio.h>
+#include <tlspyo-glib/tlspyo-types.h>
+
+G_BEGIN_DECLS
+
+#define TLSPYO_TYPE_RELAY (tlspyo_relay_get_type ())
+
+TLSPYO_AVAILABLE_IN_ALL
+G_DECLARE_FINAL_TYPE (TlspyoRelay, tlspyo_relay, TLSPYO, RELAY, GObject)
+
+TLSPYO_AVAILABLE_IN_ALL
+TlspyoRelay *tlspyo_relay_new          (guint         port,
+                                        const char   *password);
+
+TLSPYO_AVAILABLE_IN_ALL
+void         tlspyo_relay_accept_group (TlspyoRelay  *self,
+                                        const char   *group,
+                                        int           max_count,
+                                        int           max_consumables);
+
+TLSPYO_AVAILABLE_IN_ALL
+gboolean     tlspyo_relay_start        (TlspyoRelay  *self,
+                                        GError      **error);
+
+TLSPYO_AVAILABLE_IN_ALL
+void         tlspyo_relay_stop         (TlspyoRelay  *self);
+
+TLSPYO_AVAILABLE_IN_ALL
+guint        tlspyo_relay_get_port     (TlspyoRelay  *self);
+
+TLSPYO_AVAILABLE_IN_ALL
+TlspyoSecurity tlspyo_relay_get_security (TlspyoRelay *self);
+
+TLSPYO_AVAILABLE_IN_ALL
+guint        tlspyo_relay_get_n_connections (TlspyoRelay *self);
+
+G_END_DECLS

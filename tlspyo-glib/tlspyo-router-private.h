@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The relay's routing state: groups, members, shared FIFO queues, consumer
+ * credit and the latest broadcast of each group. No sockets and no threads:
+ * the relay feeds it events and it answers with deliveries through a
+ * callback, so tlspyo's semantics are tested here directly. */
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+typedef struct _TlspyoRouter     TlspyoRouter;
+typedef struct _TlspyoRouterPeer TlspyoRouterPeer;
+
+/* One object for one peer, through @group. @object is borrowed: the callee
+ * refs it if it keeps it (the same GBytes goes to every recipient). */
+typedef void (*TlspyoRouterDeliverFunc) (gpointer     peer_data,
+                                         const char  *group,
+                                         GBytes      *object,
+                                         gpointer     user_data);
+
+/* An object the router had to discard: sent to a group the relay does not
+ * accept, or pushed out of a full queue by max_consumables. */
+typedef void (*TlspyoRouterDropFunc)    (const char  *group,
+                                         const char  *reason,
+                                         gpointer     user_data);
+
+TlspyoRouter     *tlspyo_router_new           (TlspyoRouterDeliverFunc  deliver,
+                                               TlspyoRouterDropFunc     drop,
+                                               gpointer                 user_data);
+void              tlspyo_router_free          (TlspyoRouter            *router);
+
+void              tlspyo_router_accept_group  (TlspyoRouter            *router,
+                                               const char              *group,
+                                               int                      max_count,
+                                               int                      max_consumables);
+gboolean          tlspyo_router_is_accepted   (TlspyoRouter            *router,
+                                               const char              *group);
+
+TlspyoRouterPeer *tlspyo_router_join          (TlspyoRouter            *router,
+                                               gpointer                 peer_data,
+                                               const char * const      *groups,
+                                               GError                 **error);
+void              tlspyo_router_leave         (TlspyoRouter            *router,
+                                               TlspyoRouterPeer        *peer);
+gpointer          tlspyo_router_peer_get_data (TlspyoRouterPeer        *peer);
+
+void              tlspyo_router_route         (TlspyoRouter            *router,
+                                               GVariant                *destinations,
+                                               GBytes                  *object);
+void              tlspyo_router_broadcast     (TlspyoRouter            *router,
+                                               const char              *group,
+                                               GBytes                  *object);
+void              tlspyo_router_produce       (TlspyoRouter            *router,
+                                               const char              *group,
+                                               GBytes                  *object,
+                                               guint                    copies);
+void              tlspyo_router_notify        (TlspyoRouter            *router,
+                                               TlspyoRouterPeer        *peer,
+                                               const char              *group,
+                                               int                      count);
+
+guint             tlspyo_router_get_queue_length (TlspyoRouter         *router,
+                                                  const char           *group);
+guint             tlspyo_router_get_n_members    (TlspyoRouter         *router,
+                                                  const char           *group);
+guint64           tlspyo_router_get_n_dropped    (TlspyoRouter         *router,
+                                                  const char           *group);
+gboolean          tlspyo_router_has_latest       (TlspyoRouter         *router,
+                                                  const char           *group);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (TlspyoRouter, tlspyo_router_free)
+
+G_END_DECLS

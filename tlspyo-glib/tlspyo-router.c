@@ -1,0 +1,722 @@
+/* SPDX-License-Identifier: MIT */
+#include "config.h"
+
+#include "tlspyo-router-private.h"
+#include "tlspyo-error.h"
+
+/* Callbacks run synchronously from inside router calls and must not call back
+ * into the router: the member lists and the ready ring are being walked while
+ * they run.
+ *
+ * Invariant kept after every public call: for each group, the queue is empty
+ * or the ready ring is empty. Produce relies on it to serve ready consumers
+ * before queueing without breaking FIFO order. */
+
+typedef struct _Group      Group;
+typedef struct _Membership Membership;
+
+/* @n consecutive queue entries holding the same object. A produce with many
+ * copies then costs one node, so one small frame asking for 2^31 copies cannot
+ * make the relay allocate a node per copy. */
+typedef struct
+{
+  GBytes  *object;
+  guint64  n;
+} QueuedRun;
+
+struct _Group
+{
+  char     *name;
+  int       max_count;
+  int       max_consumables;
+  gboolean  declared;
+
+  GQueue    queue;          /* QueuedRun*, oldest first */
+  guint64   queue_length;   /* sum of the runs' n */
+  GBytes   *latest;
+
+  /* Both hold only links embedded in Membership: joining, leaving and
+   * cycling through the ring never allocate, and unlinking is O(1). They are
+   * never cleared here; the links die with their peer. */
+  GQueue    members;        /* Membership*, in join order */
+  GQueue    ready;          /* Membership* with credit > 0, served round-robin */
+
+  guint64   n_dropped;
+};
+
+struct _Membership
+{
+  Group            *group;
+  TlspyoRouterPeer *peer;
+  gint64            credit;
+  gboolean          in_ready;
+  GList             member_link;
+  GList             ready_link;
+};
+
+struct _TlspyoRouterPeer
+{
+  gpointer    peer_data;
+  Membership *memberships;
+  guint       n_memberships;
+  GList       router_link;
+};
+
+struct _TlspyoRouter
+{
+  TlspyoRouterDeliverFunc  deliver;
+  TlspyoRouterDropFunc     drop;
+  gpointer                 user_data;
+
+  GHashTable              *groups;      /* name → Group*, owns the groups */
+  guint                    n_declared;
+  GQueue                   peers;       /* TlspyoRouterPeer*, links embedded */
+};
+
+static void
+queued_run_free (QueuedRun *run)
+{
+  g_bytes_unref (run->object);
+  g_free (run);
+}
+
+static Group *
+group_new (const char *name)
+{
+  Group *group = g_new0 (Group, 1);
+
+  group->name = g_strdup (name);
+  group->max_count = -1;
+  group->max_consumables = -1;
+  g_queue_init (&group->queue);
+  g_queue_init (&group->members);
+  g_queue_init (&group->ready);
+
+  return group;
+}
+
+static void
+group_free (gpointer data)
+{
+  Group *group = data;
+  QueuedRun *run;
+
+  while ((run = g_queue_pop_head (&group->queue)) != NULL)
+    queued_run_free (run);
+  g_clear_pointer (&group->latest, g_bytes_unref);
+  g_free (group->name);
+  g_free (group);
+}
+
+static void
+group_enqueue (Group   *group,
+               GBytes  *object,
+               guint64  n)
+{
+  QueuedRun *tail = g_queue_peek_tail (&group->queue);
+
+  if (tail != NULL && tail->object == object)
+    {
+      tail->n += n;
+    }
+  else
+    {
+      QueuedRun *run = g_new (QueuedRun, 1);
+
+      run->object = g_bytes_ref (object);
+      run->n = n;
+      g_queue_push_tail (&group->queue, run);
+    }
+  group->queue_length += n;
+}
+
+/* Returns a new reference to the oldest queued object, or NULL. */
+static GBytes *
+group_dequeue (Group *group)
+{
+  QueuedRun *run = g_queue_peek_head (&group->queue);
+  GBytes *object;
+
+  if (run == NULL)
+    return NULL;
+
+  group->queue_length--;
+  if (--run->n > 0)
+    return g_bytes_ref (run->object);
+
+  g_queue_pop_head (&group->queue);
+  object = g_steal_pointer (&run->object);
+  g_free (run);
+
+  return object;
+}
+
+static guint64
+group_discard_oldest (Group   *group,
+                      guint64  n)
+{
+  guint64 done = 0;
+
+  while (done < n)
+    {
+      QueuedRun *run = g_queue_peek_head (&group->queue);
+      guint64 take;
+
+      if (run == NULL)
+        break;
+
+      take = MIN (run->n, n - done);
+      run->n -= take;
+      group->queue_length -= take;
+      done += take;
+      if (run->n == 0)
+        {
+          g_queue_pop_head (&group->queue);
+          queued_run_free (run);
+        }
+    }
+
+  return done;
+}
+
+static Group *
+router_lookup (TlspyoRouter *router,
+               const char   *name)
+{
+  return g_hash_table_lookup (router->groups, name);
+}
+
+static Group *
+router_ensure_group (TlspyoRouter *router,
+                     const char   *name)
+{
+  Group *group = router_lookup (router, name);
+
+  if (group == NULL)
+    {
+      group = group_new (name);
+      g_hash_table_insert (router->groups, group->name, group);
+    }
+
+  return group;
+}
+
+/* @group may be NULL: a group nobody used yet. */
+static gboolean
+router_group_is_accepted (TlspyoRouter *router,
+                          Group        *group)
+{
+  return router->n_declared == 0 || (group != NULL && group->declared);
+}
+
+/* Groups created on first use while no rule exists would otherwise pile up
+ * forever as endpoints come and go with throwaway names. A group is kept as
+ * long as anything about it is observable. */
+static void
+router_maybe_forget_group (TlspyoRouter *router,
+                           Group        *group)
+{
+  if (group->declared ||
+      group->members.length > 0 ||
+      group->queue_length > 0 ||
+      group->latest != NULL ||
+      group->n_dropped > 0)
+    return;
+
+  g_hash_table_remove (router->groups, group->name);
+}
+
+static void
+router_drop (TlspyoRouter *router,
+             Group        *group,
+             guint64       n,
+             const char   *reason)
+{
+  group->n_dropped += n;
+  if (router->drop != NULL)
+    router->drop (group->name, reason, router->user_data);
+}
+
+static void
+router_refuse (TlspyoRouter *router,
+               const char   *name,
+               guint64       n)
+{
+  g_autofree char *reason = NULL;
+  /* The entry exists only to count the drops; it stays undeclared, so the
+   * group is still refused. */
+  Group *group = router_ensure_group (router, name);
+
+  reason = g_strdup_printf ("group '%s' is not accepted by this relay", name);
+  router_drop (router, group, n, reason);
+}
+
+/* One drop report per call however many objects went, so a produce of many
+ * copies into a small queue does not flood the callback; the counter gets
+ * every object. */
+static void
+router_enforce_max_consumables (TlspyoRouter *router,
+                                Group        *group)
+{
+  g_autofree char *reason = NULL;
+  guint64 n;
+
+  if (group->max_consumables < 0 ||
+      group->queue_length <= (guint64) group->max_consumables)
+    return;
+
+  n = group_discard_oldest (group, group->queue_length - (guint64) group->max_consumables);
+  if (n == 1)
+    reason = g_strdup_printf ("queue of group '%s' is full (max_consumables %d): "
+                              "dropped the oldest object",
+                              group->name, group->max_consumables);
+  else
+    reason = g_strdup_printf ("queue of group '%s' is full (max_consumables %d): "
+                              "dropped the %" G_GUINT64_FORMAT " oldest objects",
+                              group->name, group->max_consumables, n);
+  router_drop (router, group, n, reason);
+}
+
+/* Gives @object to the consumer at the head of the ring. It goes back to the
+ * tail, not the head, so that the next object goes to the next consumer. */
+static void
+router_serve_ready_head (TlspyoRouter *router,
+                         Group        *group,
+                         GBytes       *object)
+{
+  GList *link = g_queue_pop_head_link (&group->ready);
+  Membership *m = link->data;
+
+  if (--m->credit > 0)
+    g_queue_push_tail_link (&group->ready, link);
+  else
+    m->in_ready = FALSE;
+
+  router->deliver (m->peer->peer_data, group->name, object, router->user_data);
+}
+
+static void
+router_dispatch (TlspyoRouter *router,
+                 Group        *group)
+{
+  while (group->queue_length > 0 && group->ready.length > 0)
+    {
+      g_autoptr(GBytes) object = group_dequeue (group);
+
+      router_serve_ready_head (router, group, object);
+    }
+}
+
+static void
+peer_free (TlspyoRouterPeer *peer)
+{
+  g_free (peer->memberships);
+  g_free (peer);
+}
+
+static Membership *
+peer_find_membership (TlspyoRouterPeer *peer,
+                      const char       *name)
+{
+  for (guint i = 0; i < peer->n_memberships; i++)
+    {
+      if (g_str_equal (peer->memberships[i].group->name, name))
+        return &peer->memberships[i];
+    }
+
+  return NULL;
+}
+
+/* @drop may be NULL. */
+TlspyoRouter *
+tlspyo_router_new (TlspyoRouterDeliverFunc deliver,
+                   TlspyoRouterDropFunc    drop,
+                   gpointer                user_data)
+{
+  TlspyoRouter *router;
+
+  g_return_val_if_fail (deliver != NULL, NULL);
+
+  router = g_new0 (TlspyoRouter, 1);
+  router->deliver = deliver;
+  router->drop = drop;
+  router->user_data = user_data;
+  /* Keys are the groups' own names, freed with the group. */
+  router->groups = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, group_free);
+  g_queue_init (&router->peers);
+
+  return router;
+}
+
+void
+tlspyo_router_free (TlspyoRouter *router)
+{
+  GList *link;
+
+  if (router == NULL)
+    return;
+
+  /* Peers first: the groups' member lists and rings point into them, but
+   * group_free never walks those lists. */
+  while ((link = g_queue_pop_head_link (&router->peers)) != NULL)
+    peer_free (link->data);
+  g_hash_table_unref (router->groups);
+  g_free (router);
+}
+
+/* Lowering max_count does not evict anyone: it only refuses later joins.
+ * Lowering max_consumables trims the queue at once, oldest first. */
+void
+tlspyo_router_accept_group (TlspyoRouter *router,
+                            const char   *group_name,
+                            int           max_count,
+                            int           max_consumables)
+{
+  Group *group;
+
+  g_return_if_fail (router != NULL);
+  g_return_if_fail (group_name != NULL);
+  g_return_if_fail (max_count >= -1);
+  g_return_if_fail (max_consumables >= -1);
+
+  group = router_ensure_group (router, group_name);
+  if (!group->declared)
+    {
+      group->declared = TRUE;
+      router->n_declared++;
+    }
+  group->max_count = max_count;
+  group->max_consumables = max_consumables;
+
+  router_enforce_max_consumables (router, group);
+}
+
+gboolean
+tlspyo_router_is_accepted (TlspyoRouter *router,
+                           const char   *group)
+{
+  g_return_val_if_fail (router != NULL, FALSE);
+  g_return_val_if_fail (group != NULL, FALSE);
+
+  return router_group_is_accepted (router, router_lookup (router, group));
+}
+
+TlspyoRouterPeer *
+tlspyo_router_join (TlspyoRouter       *router,
+                    gpointer            peer_data,
+                    const char * const *groups,
+                    GError            **error)
+{
+  g_autoptr(GHashTable) seen = NULL;
+  g_autoptr(GPtrArray) names = NULL;
+  TlspyoRouterPeer *peer;
+
+  g_return_val_if_fail (router != NULL, NULL);
+  g_return_val_if_fail (groups != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  /* A hash set rather than a scan: the list comes from the peer, and a long
+   * one must not cost quadratic time. */
+  seen = g_hash_table_new (g_str_hash, g_str_equal);
+  names = g_ptr_array_new ();
+
+  /* Every group is checked before anything changes, so a refusal leaves no
+   * trace. */
+  for (gsize i = 0; groups[i] != NULL; i++)
+    {
+      const char *name = groups[i];
+      Group *group;
+
+      if (!g_hash_table_add (seen, (gpointer) name))
+        continue;
+
+      group = router_lookup (router, name);
+      if (!router_group_is_accepted (router, group))
+        {
+          g_set_error (error, TLSPYO_ERROR, TLSPYO_ERROR_GROUP_REFUSED,
+                       "group '%s' is not accepted by this relay", name);
+          return NULL;
+        }
+      if (group != NULL && group->max_count >= 0 &&
+          group->members.length >= (guint) group->max_count)
+        {
+          g_set_error (error, TLSPYO_ERROR, TLSPYO_ERROR_GROUP_REFUSED,
+                       "group '%s' is full: it already has %u %s (max_count %d)",
+                       name, group->members.length,
+                       group->members.length == 1 ? "endpoint" : "endpoints",
+                       group->max_count);
+          return NULL;
+        }
+
+      g_ptr_array_add (names, (gpointer) name);
+    }
+
+  peer = g_new0 (TlspyoRouterPeer, 1);
+  peer->peer_data = peer_data;
+  peer->n_memberships = names->len;
+  peer->memberships = g_new0 (Membership, names->len);
+  peer->router_link.data = peer;
+  g_queue_push_tail_link (&router->peers, &peer->router_link);
+
+  for (guint i = 0; i < names->len; i++)
+    {
+      Membership *m = &peer->memberships[i];
+
+      m->group = router_ensure_group (router, g_ptr_array_index (names, i));
+      m->peer = peer;
+      m->member_link.data = m;
+      m->ready_link.data = m;
+      g_queue_push_tail_link (&m->group->members, &m->member_link);
+    }
+
+  /* Only once the peer is a member of every group, so the state is complete
+   * whatever the callback looks at. */
+  for (guint i = 0; i < peer->n_memberships; i++)
+    {
+      Group *group = peer->memberships[i].group;
+
+      if (group->latest != NULL)
+        router->deliver (peer_data, group->name, group->latest, router->user_data);
+    }
+
+  return peer;
+}
+
+void
+tlspyo_router_leave (TlspyoRouter     *router,
+                     TlspyoRouterPeer *peer)
+{
+  g_return_if_fail (router != NULL);
+  g_return_if_fail (peer != NULL);
+
+  for (guint i = 0; i < peer->n_memberships; i++)
+    {
+      Membership *m = &peer->memberships[i];
+      Group *group = m->group;
+
+      g_queue_unlink (&group->members, &m->member_link);
+      if (m->in_ready)
+        g_queue_unlink (&group->ready, &m->ready_link);
+      router_maybe_forget_group (router, group);
+    }
+
+  g_queue_unlink (&router->peers, &peer->router_link);
+  peer_free (peer);
+}
+
+gpointer
+tlspyo_router_peer_get_data (TlspyoRouterPeer *peer)
+{
+  g_return_val_if_fail (peer != NULL, NULL);
+
+  return peer->peer_data;
+}
+
+/* A floating @destinations is consumed. Entries are handled in array order;
+ * a count of 0 is ignored. */
+void
+tlspyo_router_route (TlspyoRouter *router,
+                     GVariant     *destinations,
+                     GBytes       *object)
+{
+  g_autoptr(GVariant) owned = NULL;
+  GVariantIter iter;
+  const char *group;
+  gint32 n;
+
+  g_return_if_fail (router != NULL);
+  g_return_if_fail (destinations != NULL);
+  g_return_if_fail (g_variant_is_of_type (destinations, G_VARIANT_TYPE ("a{si}")));
+  g_return_if_fail (object != NULL);
+
+  owned = g_variant_ref_sink (destinations);
+  g_variant_iter_init (&iter, owned);
+  while (g_variant_iter_next (&iter, "{&si}", &group, &n))
+    {
+      if (n < 0)
+        tlspyo_router_broadcast (router, group, object);
+      else if (n > 0)
+        tlspyo_router_produce (router, group, object, (guint) n);
+    }
+}
+
+void
+tlspyo_router_broadcast (TlspyoRouter *router,
+                         const char   *group_name,
+                         GBytes       *object)
+{
+  Group *group;
+  GBytes *previous;
+
+  g_return_if_fail (router != NULL);
+  g_return_if_fail (group_name != NULL);
+  g_return_if_fail (object != NULL);
+
+  group = router_lookup (router, group_name);
+  if (!router_group_is_accepted (router, group))
+    {
+      router_refuse (router, group_name, 1);
+      return;
+    }
+  if (group == NULL)
+    group = router_ensure_group (router, group_name);
+
+  for (GList *l = group->members.head; l != NULL; l = l->next)
+    {
+      Membership *m = l->data;
+
+      router->deliver (m->peer->peer_data, group->name, object, router->user_data);
+    }
+
+  /* Ref before unref: @object may already be the latest. */
+  previous = group->latest;
+  group->latest = g_bytes_ref (object);
+  if (previous != NULL)
+    g_bytes_unref (previous);
+}
+
+/* A refused produce (group not accepted) reports one drop whatever @copies
+ * is; get_n_dropped() counts every copy. */
+void
+tlspyo_router_produce (TlspyoRouter *router,
+                       const char   *group_name,
+                       GBytes       *object,
+                       guint         copies)
+{
+  Group *group;
+  guint64 remaining = copies;
+
+  g_return_if_fail (router != NULL);
+  g_return_if_fail (group_name != NULL);
+  g_return_if_fail (object != NULL);
+
+  if (copies == 0)
+    return;
+
+  group = router_lookup (router, group_name);
+  if (!router_group_is_accepted (router, group))
+    {
+      router_refuse (router, group_name, copies);
+      return;
+    }
+  if (group == NULL)
+    group = router_ensure_group (router, group_name);
+
+  /* Ready consumers exist only while the queue is empty, so serving them
+   * before queueing is the same as queueing then dispatching, except that a
+   * bounded queue does not drop what a consumer was waiting for. */
+  while (remaining > 0 && group->ready.length > 0)
+    {
+      router_serve_ready_head (router, group, object);
+      remaining--;
+    }
+  if (remaining == 0)
+    return;
+
+  group_enqueue (group, object, remaining);
+  router_enforce_max_consumables (router, group);
+}
+
+/* @count > 0 adds credit; @count < 0 takes everything queued now, without
+ * touching the credit; 0, or a group @peer is not in, does nothing. */
+void
+tlspyo_router_notify (TlspyoRouter     *router,
+                      TlspyoRouterPeer *peer,
+                      const char       *group_name,
+                      int               count)
+{
+  Membership *m;
+  Group *group;
+
+  g_return_if_fail (router != NULL);
+  g_return_if_fail (peer != NULL);
+  g_return_if_fail (group_name != NULL);
+
+  m = peer_find_membership (peer, group_name);
+  if (m == NULL || count == 0)
+    return;
+  group = m->group;
+
+  if (count < 0)
+    {
+      while (group->queue_length > 0)
+        {
+          g_autoptr(GBytes) object = group_dequeue (group);
+
+          router->deliver (peer->peer_data, group->name, object, router->user_data);
+        }
+      return;
+    }
+
+  /* Saturate rather than wrap: endless notifies must not turn into debt. */
+  if (m->credit > G_MAXINT64 - count)
+    m->credit = G_MAXINT64;
+  else
+    m->credit += count;
+
+  if (!m->in_ready)
+    {
+      m->in_ready = TRUE;
+      g_queue_push_tail_link (&group->ready, &m->ready_link);
+    }
+
+  router_dispatch (router, group);
+}
+
+guint
+tlspyo_router_get_queue_length (TlspyoRouter *router,
+                                const char   *group_name)
+{
+  Group *group;
+
+  g_return_val_if_fail (router != NULL, 0);
+  g_return_val_if_fail (group_name != NULL, 0);
+
+  group = router_lookup (router, group_name);
+  if (group == NULL)
+    return 0;
+
+  return (guint) MIN (group->queue_length, (guint64) G_MAXUINT);
+}
+
+guint
+tlspyo_router_get_n_members (TlspyoRouter *router,
+                             const char   *group_name)
+{
+  Group *group;
+
+  g_return_val_if_fail (router != NULL, 0);
+  g_return_val_if_fail (group_name != NULL, 0);
+
+  group = router_lookup (router, group_name);
+
+  return group != NULL ? group->members.length : 0;
+}
+
+guint64
+tlspyo_router_get_n_dropped (TlspyoRouter *router,
+                             const char   *group_name)
+{
+  Group *group;
+
+  g_return_val_if_fail (router != NULL, 0);
+  g_return_val_if_fail (group_name != NULL, 0);
+
+  group = router_lookup (router, group_name);
+
+  return group != NULL ? group->n_dropped : 0;
+}
+
+gboolean
+tlspyo_router_has_latest (TlspyoRouter *router,
+                          const char   *group_name)
+{
+  Group *group;
+
+  g_return_val_if_fail (router != NULL, FALSE);
+  g_return_val_if_fail (group_name != NULL, FALSE);
+
+  group = router_lookup (router, group_name);
+
+  return group != NULL && group->latest != NULL;
+}

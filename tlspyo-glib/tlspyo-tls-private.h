@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* GIO TLS set up the way that is both safe and fast on glib-networking 2.74:
+ * connections are constructed with their database already set (otherwise the
+ * system CA bundle is parsed on every handshake), and an endpoint trusts
+ * exactly one pinned certificate, never the system CAs. */
+
+#include <gio/gio.h>
+
+G_BEGIN_DECLS
+
+gboolean   tlspyo_tls_check_backend (GError          **error);
+GIOStream *tlspyo_tls_server_new    (GIOStream        *base,
+                                     GTlsCertificate  *certificate,
+                                     GError          **error);
+GIOStream *tlspyo_tls_client_new    (GIOStream        *base,
+                                     GTlsCertificate  *pinned,
+                                     const char       *server_identity,
+                                     guint16           port,
+                                     GError          **error);
+void       tlspyo_tls_set_nodelay   (GSocketConnection *connection);
+char      *tlspyo_tls_describe_error (const GError    *error,
+                                      gboolean         is_client);
+
+G_END_DECLS
