@@ -1648,13 +1648,12 @@ sink_object (GVariant *object)
  * @self: an endpoint
  * @object: the object to send; a floating reference is sunk
  * @group: the destination group
+ * @error: return location for a #GError
  *
  * Sends @object to every endpoint of @group, this one too if it is a
  * member. The relay keeps the latest broadcast of each group and gives it to
  * endpoints that join the group later. Sent in order with everything else;
  * kept until the connection is up.
- *
- * @error: return location for a #GError
  *
  * Returns: %TRUE if the object was queued for sending
  *
@@ -1932,7 +1931,7 @@ receive (TlspyoEndpoint  *self,
  * @max_items. Called on the thread that started the endpoint, it iterates
  * that thread's main context while it waits.
  *
- * Returns: (transfer full) (element-type GVariant): the objects, oldest
+ * Returns: (transfer container) (element-type GVariant): the objects, oldest
  *   first; empty if none arrived in time
  *
  * Since: 0.1
@@ -1959,7 +1958,7 @@ tlspyo_endpoint_pop (TlspyoEndpoint  *self,
  * Like [method@Tlspyo.Endpoint.pop], but returns the newest @max_items
  * objects and discards everything older, as tlspyo's `get_last`.
  *
- * Returns: (transfer full) (element-type GVariant): the objects, oldest
+ * Returns: (transfer container) (element-type GVariant): the objects, oldest
  *   first; empty if none arrived in time
  *
  * Since: 0.1
@@ -1985,7 +1984,7 @@ tlspyo_endpoint_get_last (TlspyoEndpoint  *self,
  * Takes every object in the local queue, waiting for at least one as
  * [method@Tlspyo.Endpoint.pop] does.
  *
- * Returns: (transfer full) (element-type GVariant): the objects, oldest
+ * Returns: (transfer container) (element-type GVariant): the objects, oldest
  *   first; empty if none arrived in time
  *
  * Since: 0.1
@@ -2115,7 +2114,7 @@ tlspyo_endpoint_pop_async (TlspyoEndpoint      *self,
  *
  * Finishes [method@Tlspyo.Endpoint.pop_async].
  *
- * Returns: (transfer full) (element-type GVariant): the objects, oldest first
+ * Returns: (transfer container) (element-type GVariant): the objects, oldest first
  *
  * Since: 0.1
  */
