@@ -6,8 +6,14 @@
 /**
  * tlspyo_error_quark:
  *
- * Returns: the quark of the %TLSPYO_ERROR domain.
+ * Gets the quark of the %TLSPYO_ERROR domain.
+ *
+ * Returns: the quark of the %TLSPYO_ERROR domain
  *
  * Since: 0.1
  */
-G_DEFINE_QUARK (tlspyo-error-quark, tlspyo_error)
+GQuark
+tlspyo_error_quark (void)
+{
+  return g_quark_from_static_string ("tlspyo-error-quark");
+}

@@ -13,7 +13,7 @@ G_BEGIN_DECLS
 /**
  * TLSPYO_ERROR:
  *
- * The error domain of tlspyo-glib. Errors in it have a code of [enum@Tlspyo.Error].
+ * The error domain of tlspyo-glib. Errors in it have a code of [error@Tlspyo.Error].
  *
  * Since: 0.1
  */
