@@ -43,4 +43,63 @@ void            tlspyo_test_expect_nothing   (TlspyoEndpoint *ep,
 /* Iterates the default context until *flag or the bound passes. */
 gboolean        tlspyo_test_wait_flag        (gboolean *flag);
 
+/* Suites run each network test over both securities: register with
+ * TLSPYO_TEST_ADD ("/suite/name", test_func) and test_func gets a fixture
+ * set up (relay created, not started) for TLS, then for plain TCP. */
+void            tlspyo_test_fixture_setup_param    (TlspyoTestFixture *fixture,
+                                                    gconstpointer      security);
+void            tlspyo_test_fixture_teardown_param (TlspyoTestFixture *fixture,
+                                                    gconstpointer      security);
+
+#define TLSPYO_TEST_ADD(path, func)                                                \
+  G_STMT_START {                                                                   \
+    g_test_add (path "/tls", TlspyoTestFixture,                                    \
+                GINT_TO_POINTER (TLSPYO_SECURITY_TLS),                             \
+                tlspyo_test_fixture_setup_param, func,                             \
+                tlspyo_test_fixture_teardown_param);                               \
+    g_test_add (path "/tcp", TlspyoTestFixture,                                    \
+                GINT_TO_POINTER (TLSPYO_SECURITY_NONE),                            \
+                tlspyo_test_fixture_setup_param, func,                             \
+                tlspyo_test_fixture_teardown_param);                               \
+  } G_STMT_END
+
+/* Starts the fixture's relay again on the port it had, after
+ * tlspyo_relay_stop(): retries (bounded) while the port is briefly busy. */
+void            tlspyo_test_fixture_restart        (TlspyoTestFixture *fixture);
+
+/* A port on 127.0.0.1 nobody listens on (bound, read, released). */
+guint           tlspyo_test_get_dead_port          (void);
+
+/* Iterates the default context until @func (data) is TRUE or the bound
+ * passes; returns the last value of @func. */
+typedef gboolean (*TlspyoTestCondFunc) (gpointer data);
+gboolean        tlspyo_test_wait_until             (TlspyoTestCondFunc func,
+                                                    gpointer           data);
+/* Waits (bounded, iterating the default context) until @ep's connected
+ * property is @connected. */
+gboolean        tlspyo_test_wait_connected_state   (TlspyoEndpoint    *ep,
+                                                    gboolean           connected);
+
+/* Pops until @n objects came (bounded) and returns them, oldest first;
+ * fails the test if fewer arrive. */
+GPtrArray      *tlspyo_test_pop_n                  (TlspyoEndpoint    *ep,
+                                                    guint              n);
+
+/* Log capture. The library logs with structured logging, which
+ * g_test_expect_message() does not see in GLib 2.74, and g_test_init() makes
+ * every warning fatal. After tlspyo_test_log_capture_init() (call it once,
+ * after tlspyo_test_init()), warnings that match a tolerated pattern are
+ * counted and printed but not fatal; every other message goes to GLib's
+ * default writer as before. */
+void            tlspyo_test_log_capture_init       (void);
+void            tlspyo_test_log_tolerate           (const char        *pattern);
+/* Forgets the tolerated patterns and the counts. */
+void            tlspyo_test_log_reset              (void);
+/* How many warnings matching @pattern were logged since the last reset. */
+guint           tlspyo_test_log_count              (const char        *pattern);
+
+/* Threads of this process, and whether one named @name still runs. */
+GHashTable     *tlspyo_test_list_threads           (void);
+gboolean        tlspyo_test_thread_named_exists    (const char        *name);
+
 G_END_DECLS

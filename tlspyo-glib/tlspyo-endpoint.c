@@ -55,7 +55,7 @@
 
 #define DEFAULT_HOST "127.0.0.1"
 #define DEFAULT_PORT 2096
-#define CONNECT_TIMEOUT_S 10
+#define DEFAULT_HANDSHAKE_TIMEOUT 10
 
 typedef struct _EndpointCore EndpointCore;
 
@@ -93,6 +93,7 @@ struct _TlspyoEndpoint {
   double            reconnect_factor;
   double            reconnect_jitter;
   double            stop_timeout;
+  guint             handshake_timeout;
   guint64           max_object_size;
 
   /* state shared with the worker, under the mutex */
@@ -129,6 +130,7 @@ enum {
   PROP_RECONNECT_FACTOR,
   PROP_RECONNECT_JITTER,
   PROP_STOP_TIMEOUT,
+  PROP_HANDSHAKE_TIMEOUT,
   PROP_MAX_OBJECT_SIZE,
   PROP_CONNECTED,
   N_PROPS
@@ -280,10 +282,15 @@ endpoint_receive (TlspyoEndpoint *self,
 {
   GQuark detail = g_quark_try_string (group);
   g_autoptr(GPtrArray) completed = g_ptr_array_new ();
+  /* Before GLib 2.78, a non-zero detail matches only handlers connected
+   * with exactly that detail, not those connected without one. */
+  gboolean listening =
+    g_signal_has_handler_pending (self, signals[SIGNAL_OBJECT_RECEIVED], 0, FALSE) ||
+    (detail != 0 &&
+     g_signal_has_handler_pending (self, signals[SIGNAL_OBJECT_RECEIVED], detail, FALSE));
 
   g_mutex_lock (&self->mutex);
-  if (self->pending_dispatch > 0 ||
-      g_signal_has_handler_pending (self, signals[SIGNAL_OBJECT_RECEIVED], detail, FALSE))
+  if (self->pending_dispatch > 0 || listening)
     {
       Dispatch *d = g_new0 (Dispatch, 1);
 
@@ -330,6 +337,7 @@ struct _EndpointCore {
   guint64           max_object_size;
 
   GSocketClient    *client;
+  GSocket          *socket;  /* of the current attempt, for its I/O timeout */
   GCancellable     *cancellable;
   TlspyoConnection *conn;
   GSource          *retry_timer;
@@ -363,6 +371,7 @@ core_unref (EndpointCore *core)
   g_clear_object (&core->pinned);
   g_free (core->server_identity);
   g_clear_object (&core->client);
+  g_clear_object (&core->socket);
   g_clear_object (&core->cancellable);
   g_free (core->peer);
   memset (core->key, 0, sizeof core->key);
@@ -419,6 +428,7 @@ core_attempt_failed (EndpointCore *core,
   TlspyoEndpoint *self = core->endpoint;
 
   g_debug ("Connection to %s failed: %s", core->peer, error->message);
+  g_clear_object (&core->socket);
   g_mutex_lock (&self->mutex);
   g_free (self->last_failure);
   self->last_failure = g_strdup (error->message);
@@ -547,6 +557,12 @@ handle_welcome (EndpointCore      *core,
 
   core->state = CORE_READY;
   core->attempt = 0;
+  /* The I/O timeout bounded connecting, TLS and authentication. From now on
+   * the connection may stay silent as long as nobody sends anything: a
+   * timeout would drop and rejoin idle endpoints, and with them what they
+   * had in flight. */
+  if (core->socket != NULL)
+    g_socket_set_timeout (core->socket, 0);
   tlspyo_connection_set_limits (core->conn, TLSPYO_FRAME_MAX_META, core->max_object_size,
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_DELIVER) |
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_ACK) |
@@ -687,6 +703,7 @@ core_closed_cb (TlspyoConnection *conn,
     }
 
   g_clear_pointer (&core->conn, tlspyo_connection_unref);
+  g_clear_object (&core->socket);
   core_schedule_retry (core);
 }
 
@@ -726,7 +743,19 @@ client_handshake_cb (GObject      *source,
 
   if (!g_tls_connection_handshake_finish (G_TLS_CONNECTION (source), result, &error))
     {
-      if (!core->stopped)
+      if (core->stopped)
+        ;
+      else if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+        {
+          /* A relay slow to answer is not one that refused us: not a
+           * refusal for wait_connected(), just an attempt to retry. */
+          g_autoptr(GError) net = g_error_new (TLSPYO_ERROR, TLSPYO_ERROR_NETWORK,
+                                               "The relay at %s did not answer the TLS "
+                                               "handshake in time: %s",
+                                               core->peer, error->message);
+          core_attempt_failed (core, net);
+        }
+      else
         {
           g_autofree char *msg = tlspyo_tls_describe_error (error, TRUE);
           g_autoptr(GError) tls_error =
@@ -767,6 +796,7 @@ connect_cb (GObject      *source,
     }
 
   tlspyo_tls_set_nodelay (connection);
+  g_set_object (&core->socket, g_socket_connection_get_socket (connection));
   if (core->pinned != NULL)
     {
       g_autoptr(GIOStream) tls = tlspyo_tls_client_new (G_IO_STREAM (connection), core->pinned,
@@ -857,6 +887,7 @@ tlspyo_endpoint_init (TlspyoEndpoint *self)
   self->reconnect_factor = 1.5;
   self->reconnect_jitter = 0.1;
   self->stop_timeout = 10.0;
+  self->handshake_timeout = DEFAULT_HANDSHAKE_TIMEOUT;
   self->max_object_size = TLSPYO_DEFAULT_MAX_OBJECT_SIZE;
   g_queue_init (&self->outgoing);
   g_queue_init (&self->inflight);
@@ -987,6 +1018,9 @@ tlspyo_endpoint_get_property (GObject    *object,
     case PROP_STOP_TIMEOUT:
       g_value_set_double (value, self->stop_timeout);
       break;
+    case PROP_HANDSHAKE_TIMEOUT:
+      g_value_set_uint (value, self->handshake_timeout);
+      break;
     case PROP_MAX_OBJECT_SIZE:
       g_value_set_uint64 (value, self->max_object_size);
       break;
@@ -1088,6 +1122,10 @@ tlspyo_endpoint_set_property (GObject      *object,
       break;
     case PROP_STOP_TIMEOUT:
       changed = set_double (&self->stop_timeout, value);
+      break;
+    case PROP_HANDSHAKE_TIMEOUT:
+      changed = self->handshake_timeout != g_value_get_uint (value);
+      self->handshake_timeout = g_value_get_uint (value);
       break;
     case PROP_MAX_OBJECT_SIZE:
       changed = self->max_object_size != g_value_get_uint64 (value);
@@ -1253,6 +1291,19 @@ tlspyo_endpoint_class_init (TlspyoEndpointClass *klass)
     g_param_spec_double ("stop-timeout", NULL, NULL, 0.0, 3600.0, 10.0, rw);
 
   /**
+   * TlspyoEndpoint:handshake-timeout:
+   *
+   * Seconds each step of a connection attempt (connecting, TLS,
+   * authentication) may wait for the relay before the attempt is given up
+   * and retried. Once connected there is no such limit: an endpoint with
+   * nothing to say stays connected. Read by [method@Tlspyo.Endpoint.start].
+   *
+   * Since: 0.1
+   */
+  properties[PROP_HANDSHAKE_TIMEOUT] =
+    g_param_spec_uint ("handshake-timeout", NULL, NULL, 1, 3600, DEFAULT_HANDSHAKE_TIMEOUT, rw);
+
+  /**
    * TlspyoEndpoint:max-object-size:
    *
    * The largest object, in serialized bytes, this endpoint sends or accepts.
@@ -1404,7 +1455,7 @@ tlspyo_endpoint_start (TlspyoEndpoint  *self,
                                         : g_strdup_printf ("%s:%u", self->host, self->port);
   core->client = g_socket_client_new ();
   g_socket_client_set_enable_proxy (core->client, FALSE);
-  g_socket_client_set_timeout (core->client, CONNECT_TIMEOUT_S);
+  g_socket_client_set_timeout (core->client, self->handshake_timeout);
 
   self->running = TRUE;
   self->owner_thread = g_thread_self ();
@@ -1856,11 +1907,11 @@ tlspyo_endpoint_notify_ready (TlspyoEndpoint  *self,
 }
 
 static gboolean
-has_objects (gpointer data)
+has_objects_or_stopped (gpointer data)
 {
   TlspyoEndpoint *self = data;
 
-  return !g_queue_is_empty (&self->received);
+  return !g_queue_is_empty (&self->received) || !self->running;
 }
 
 typedef enum {
@@ -1915,7 +1966,15 @@ receive (TlspyoEndpoint  *self,
       return NULL;
     }
   tlspyo_wait_until (&self->mutex, &self->cond, wait_context_locked (self), timeout_ms,
-                     has_objects, self);
+                     has_objects_or_stopped, self);
+  /* Stopped by another thread while this one waited: nothing more can come,
+   * and a wait without limit must not last forever. */
+  if (timeout_ms != 0 && !self->running && g_queue_is_empty (&self->received))
+    {
+      g_set_error_literal (error, TLSPYO_ERROR, TLSPYO_ERROR_CLOSED,
+                           "The endpoint stopped while waiting for objects");
+      return NULL;
+    }
   return take_locked (self, mode, max_items);
 }
 
@@ -1930,6 +1989,10 @@ receive (TlspyoEndpoint  *self,
  * is there or the timeout passes, then returns all there is, up to
  * @max_items. Called on the thread that started the endpoint, it iterates
  * that thread's main context while it waits.
+ *
+ * With a timeout other than 0, it fails with %TLSPYO_ERROR_CLOSED when the
+ * endpoint is not running, or stops while it waits, and the queue is empty:
+ * nothing could arrive.
  *
  * Returns: (transfer container) (element-type GVariant): the objects, oldest
  *   first; empty if none arrived in time
@@ -2043,6 +2106,10 @@ pop_cancelled_cb (GCancellable *cancellable,
  * runs, on the thread-default main context of the caller, as soon as at
  * least one object is there. Finish with [method@Tlspyo.Endpoint.pop_finish].
  *
+ * It fails with %G_IO_ERROR_CANCELLED when @cancellable fires before an
+ * object came, and with %TLSPYO_ERROR_CLOSED when the endpoint is not
+ * running or stops before one came.
+ *
  * Since: 0.1
  */
 void
@@ -2061,6 +2128,10 @@ tlspyo_endpoint_pop_async (TlspyoEndpoint      *self,
 
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, tlspyo_endpoint_pop_async);
+  /* Objects taken from the queue must reach the caller even when the
+   * cancellable fires after they were: cancellation is reported only while
+   * the request is still waiting (pop_cancelled_cb). */
+  g_task_set_check_cancellable (task, FALSE);
   if (max_items == 0)
     {
       g_task_return_new_error (task, TLSPYO_ERROR, TLSPYO_ERROR_INVALID_ARGUMENT,
@@ -2073,6 +2144,16 @@ tlspyo_endpoint_pop_async (TlspyoEndpoint      *self,
   g_mutex_lock (&self->mutex);
   if (!g_queue_is_empty (&self->received))
     objects = take_locked (self, TAKE_OLDEST, max_items);
+  else if (!self->running)
+    {
+      /* Nothing can arrive: as pop() with a timeout, rather than a request
+       * that never completes. */
+      g_mutex_unlock (&self->mutex);
+      g_task_return_new_error (task, TLSPYO_ERROR, TLSPYO_ERROR_CLOSED,
+                               "The endpoint is not running, so nothing can arrive: call "
+                               "tlspyo_endpoint_start() first");
+      return;
+    }
   else
     {
       request = g_new0 (PopRequest, 1);
@@ -2134,6 +2215,8 @@ tlspyo_endpoint_pop_finish (TlspyoEndpoint  *self,
  * tlspyo_endpoint_get_connected:
  * @self: an endpoint
  *
+ * Tells whether the endpoint is connected; see [property@Tlspyo.Endpoint:connected].
+ *
  * Returns: whether the endpoint is connected and joined right now
  *
  * Since: 0.1
@@ -2151,6 +2234,8 @@ tlspyo_endpoint_get_connected (TlspyoEndpoint *self)
 /**
  * tlspyo_endpoint_get_n_queued:
  * @self: an endpoint
+ *
+ * Counts the received objects not yet taken.
  *
  * Returns: how many received objects wait in the local queue
  *

@@ -8,6 +8,7 @@ struct _TlspyoWorker {
   GMainLoop    *loop;
   GThread      *thread;
   guint         users;
+  gboolean      detached;  /* released from its own thread: frees itself */
 };
 
 static GMutex worker_lock;
@@ -64,6 +65,14 @@ worker_thread (gpointer data)
   while (g_main_context_iteration (worker->context, FALSE))
     ;
   g_main_context_pop_thread_default (worker->context);
+
+  /* Set on this thread, by tlspyo_worker_release(): nobody joins it. */
+  if (worker->detached)
+    {
+      g_main_loop_unref (worker->loop);
+      g_main_context_unref (worker->context);
+      g_free (worker);
+    }
   return NULL;
 }
 
@@ -112,7 +121,10 @@ tlspyo_worker_release (TlspyoWorker *worker)
   g_main_context_invoke (worker->context, quit_cb, worker->loop);
   if (g_thread_self () == worker->thread)
     {
-      /* Cannot join ourselves; the thread ends right after this dispatch. */
+      /* The last object was disposed on the worker itself (say, a GTask
+       * holding an endpoint unreffed there). It cannot join itself: it ends
+       * right after this dispatch and frees the worker on its way out. */
+      worker->detached = TRUE;
       g_thread_unref (worker->thread);
       return;
     }
