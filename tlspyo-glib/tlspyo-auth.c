@@ -74,6 +74,17 @@ tlspyo_auth_equal (const guint8 *a,
   return diff == 0;
 }
 
+void
+tlspyo_auth_wipe (gpointer data,
+                  gsize    len)
+{
+  if (len > 0)
+    gnutls_memset (data, 0, len);
+}
+
+/* A hostile relay can send a new salt each time: keep the cache small. */
+#define CACHE_MAX 4
+
 typedef struct {
   guint8 salt[TLSPYO_AUTH_SALT_SIZE];
   gsize  salt_len;
@@ -94,7 +105,9 @@ tlspyo_auth_secret_new (const char *password)
 
   g_mutex_init (&secret->mutex);
   secret->password = g_strdup (password ? password : "");
-  secret->cache = g_array_new (FALSE, TRUE, sizeof (CachedKey));
+  /* Sized so that it never grows: a realloc() would leave a copy of the
+   * keys behind in freed memory. */
+  secret->cache = g_array_sized_new (FALSE, TRUE, sizeof (CachedKey), CACHE_MAX + 1);
   return secret;
 }
 
@@ -115,10 +128,9 @@ tlspyo_auth_secret_free (TlspyoAuthSecret *secret)
 {
   if (secret == NULL)
     return;
-  gnutls_memset (secret->password, 0, strlen (secret->password));
+  tlspyo_auth_wipe (secret->password, strlen (secret->password));
   g_free (secret->password);
-  if (secret->cache->len)
-    gnutls_memset (secret->cache->data, 0, secret->cache->len * sizeof (CachedKey));
+  tlspyo_auth_wipe (secret->cache->data, secret->cache->len * sizeof (CachedKey));
   g_array_unref (secret->cache);
   g_mutex_clear (&secret->mutex);
   g_free (secret);
@@ -156,13 +168,19 @@ tlspyo_auth_secret_get_key (TlspyoAuthSecret *secret,
   if (!tlspyo_auth_derive_key (secret->password, salt, salt_len, iterations, key, error))
     return FALSE;
 
-  /* A hostile relay could send a new salt each time; keep the cache small. */
-  if (secret->cache->len >= 4)
-    g_array_remove_index (secret->cache, 0);
+  if (secret->cache->len >= CACHE_MAX)
+    {
+      tlspyo_auth_wipe (secret->cache->data, sizeof (CachedKey));
+      g_array_remove_index (secret->cache, 0);
+      /* Moving the others down left a copy of the last one past the end. */
+      tlspyo_auth_wipe (&g_array_index (secret->cache, CachedKey, secret->cache->len),
+                        sizeof (CachedKey));
+    }
   memcpy (entry.salt, salt, salt_len);
   entry.salt_len = salt_len;
   entry.iterations = iterations;
   memcpy (entry.key, key, TLSPYO_AUTH_KEY_SIZE);
   g_array_append_val (secret->cache, entry);
+  tlspyo_auth_wipe (&entry, sizeof entry);
   return TRUE;
 }

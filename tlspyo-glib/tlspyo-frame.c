@@ -267,6 +267,59 @@ body_find_type (const guint8 *body,
   return p;
 }
 
+/* Takes the object out of @body (whose type string was checked) exactly as
+ * a receiver does. GVariant does not fail on a child that does not fit its
+ * type (a fixed-size type with the wrong size, nesting too deep): it
+ * substitutes "()", so the types are compared. Cheap whatever the size:
+ * nothing is copied (on an aligned buffer) and the data is not walked. */
+static GVariant *
+body_unwrap (GBytes        *body,
+             const guint8  *type_start,
+             gboolean       native_order,
+             GError       **error)
+{
+  g_autoptr(GVariant) wrapper = NULL;
+  g_autoptr(GVariant) object = NULL;
+  const guint8 *data;
+  gsize len;
+
+  data = g_bytes_get_data (body, &len);
+
+  /* Untrusted: GVariant then checks every access against the data, which is
+   * what makes it safe to hand out without a full validation pass. On an
+   * aligned buffer this keeps a ref on @body rather than copying it. */
+  wrapper = g_variant_ref_sink (g_variant_new_from_bytes (G_VARIANT_TYPE_VARIANT,
+                                                          body, FALSE));
+  /* Byte order does not change whether the data fits: only swap (a copy
+   * of the whole object) for a caller that reads the values. */
+  if (native_order && G_BYTE_ORDER == G_BIG_ENDIAN)
+    {
+      GVariant *swapped = g_variant_take_ref (g_variant_byteswap (wrapper));
+
+      g_variant_unref (wrapper);
+      wrapper = swapped;
+    }
+
+  /* take_ref, not a plain assignment: when the child nests too deeply GLib
+   * returns a fresh floating "()" instead of it. */
+  object = g_variant_take_ref (g_variant_get_variant (wrapper));
+
+  if (!g_variant_type_equal (g_variant_get_type (object),
+                             (const GVariantType *) type_start))
+    {
+      gsize type_len = data + len - type_start;
+
+      g_set_error (error, TLSPYO_ERROR, TLSPYO_ERROR_PROTOCOL,
+                   "object of type “%.*s%s” is malformed: its %" G_GSIZE_FORMAT
+                   " bytes of data do not fit the type, or it nests too deeply",
+                   (int) MIN (type_len, 64), (const char *) type_start,
+                   type_len > 64 ? "…" : "", len - type_len - 1);
+      return NULL;
+    }
+
+  return g_steal_pointer (&object);
+}
+
 gboolean
 tlspyo_object_body_check (const guint8  *body,
                           gsize          len,
@@ -332,14 +385,29 @@ tlspyo_object_body_check (const guint8  *body,
   return TRUE;
 }
 
+/* tlspyo_object_body_check(), and that the data fits the type. Cheap: the
+ * data is not walked. */
+static gboolean
+body_check_fits (const guint8  *body,
+                 gsize          len,
+                 GError       **error)
+{
+  g_autoptr(GBytes) view = NULL;
+  g_autoptr(GVariant) object = NULL;
+
+  if (!tlspyo_object_body_check (body, len, error))
+    return FALSE;
+
+  view = g_bytes_new_static (body, len);
+  object = body_unwrap (view, body_find_type (body, len), FALSE, error);
+  return object != NULL;
+}
+
 GVariant *
 tlspyo_object_from_body (GBytes  *body,
                          GError **error)
 {
-  g_autoptr(GVariant) wrapper = NULL;
-  g_autoptr(GVariant) object = NULL;
   const guint8 *data;
-  const guint8 *type_start;
   gsize len;
 
   g_return_val_if_fail (body != NULL, NULL);
@@ -349,41 +417,7 @@ tlspyo_object_from_body (GBytes  *body,
   if (!tlspyo_object_body_check (data, len, error))
     return NULL;
 
-  /* Untrusted: GVariant then checks every access against the data, which is
-   * what makes it safe to hand out without a full validation pass. On an
-   * aligned buffer this keeps a ref on @body rather than copying it. */
-  wrapper = g_variant_ref_sink (g_variant_new_from_bytes (G_VARIANT_TYPE_VARIANT,
-                                                          body, FALSE));
-  if (G_BYTE_ORDER == G_BIG_ENDIAN)
-    {
-      GVariant *swapped = g_variant_take_ref (g_variant_byteswap (wrapper));
-
-      g_variant_unref (wrapper);
-      wrapper = swapped;
-    }
-
-  /* take_ref, not a plain assignment: when the child nests too deeply GLib
-   * returns a fresh floating "()" instead of it. */
-  object = g_variant_take_ref (g_variant_get_variant (wrapper));
-
-  /* GVariant does not fail on a child that does not fit its type (fixed-size
-   * type with the wrong size, nesting too deep): it substitutes "()". The
-   * sender never produces that, so report it instead of delivering "()". */
-  type_start = body_find_type (data, len);
-  if (!g_variant_type_equal (g_variant_get_type (object),
-                             (const GVariantType *) type_start))
-    {
-      gsize type_len = data + len - type_start;
-
-      g_set_error (error, TLSPYO_ERROR, TLSPYO_ERROR_PROTOCOL,
-                   "object of type “%.*s%s” is malformed: its %" G_GSIZE_FORMAT
-                   " bytes of data do not fit the type, or it nests too deeply",
-                   (int) MIN (type_len, 64), (const char *) type_start,
-                   type_len > 64 ? "…" : "", len - type_len - 1);
-      return NULL;
-    }
-
-  return g_steal_pointer (&object);
+  return body_unwrap (body, body_find_type (data, len), TRUE, error);
 }
 
 /* Decoding */
@@ -717,7 +751,11 @@ decoder_finish_body (TlspyoFrameDecoder  *dec,
   g_autoptr(GError) local_error = NULL;
   GBytes *body;
 
-  if (!tlspyo_object_body_check (dec->body, dec->body_len, &local_error))
+  /* Not only the trailer: the relay forwards objects without deserializing
+   * them, but one its receivers would reject must not get through. Each of
+   * them would drop its connection, and, kept as a group's latest
+   * broadcast, the object would drop every member that joins later too. */
+  if (!body_check_fits (dec->body, dec->body_len, &local_error))
     return decoder_fail (dec, error, TLSPYO_ERROR_PROTOCOL,
                          "%s frame carries an invalid object: %s",
                          tlspyo_frame_type_to_string (dec->type),

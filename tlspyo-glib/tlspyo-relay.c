@@ -117,6 +117,8 @@ typedef struct {
   GCancellable      *cancellable;
   TlspyoConnection  *conn;
   GSource           *handshake_timer;
+  GSource           *peek_source;  /* waits for the first byte, with TLS */
+  gboolean           tls_missing;  /* a plain-TCP endpoint facing a TLS relay */
   TlspyoRouterPeer  *router_peer;
   GPtrArray         *early;  /* deliveries made while joining, sent after WELCOME */
   guint8             endpoint_nonce[TLSPYO_AUTH_NONCE_SIZE];
@@ -176,7 +178,7 @@ relay_core_unref (RelayCore *core)
   g_main_context_unref (core->owner_context);
   g_clear_error (&core->start_error);
   g_free (core->address);
-  memset (core->key, 0, sizeof core->key);
+  tlspyo_auth_wipe (core->key, sizeof core->key);
   g_free (core);
 }
 
@@ -293,6 +295,11 @@ peer_free (RelayPeer *peer)
     {
       g_source_destroy (peer->handshake_timer);
       g_source_unref (peer->handshake_timer);
+    }
+  if (peer->peek_source != NULL)
+    {
+      g_source_destroy (peer->peek_source);
+      g_source_unref (peer->peek_source);
     }
   g_clear_object (&peer->cancellable);
   g_clear_object (&peer->stream);
@@ -496,6 +503,11 @@ peer_frame_cb (TlspyoConnection  *conn,
     case TLSPYO_FRAME_HELLO:
       if (peer->state != PEER_AWAIT_HELLO)
         break;
+      if (peer->tls_missing)
+        return peer_refuse (peer, TLSPYO_ERROR_PROTOCOL,
+                            "This relay uses TLS, but the endpoint connected without it: set "
+                            "the endpoint's security to TLS (the default) and give it the "
+                            "relay's certificate.pem");
       return handle_hello (peer, frame);
     case TLSPYO_FRAME_AUTH:
       if (peer->state != PEER_AWAIT_AUTH)
@@ -554,6 +566,13 @@ peer_closed_cb (TlspyoConnection *conn,
       peer->router_peer = NULL;
       g_atomic_int_add (&core->n_joined, -1);
       g_message ("Endpoint %s left: %s", peer->address, error->message);
+      /* Dropped for what it sent (malformed frame, object over the limit):
+       * say why, as for a connection that had not joined. A plain close or
+       * a lost connection (CLOSED) is not a refusal. */
+      if (error->domain != TLSPYO_ERROR || error->code != TLSPYO_ERROR_CLOSED)
+        core_emit (core, SIGNAL_ENDPOINT_REFUSED, peer->address, NULL,
+                   error->domain == TLSPYO_ERROR ? error->code : TLSPYO_ERROR_PROTOCOL,
+                   error->message);
       core_emit (core, SIGNAL_ENDPOINT_DISCONNECTED, peer->address, NULL, 0, NULL);
     }
   else if (!peer->refused)
@@ -654,6 +673,62 @@ handshake_timeout_cb (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+static void
+peer_start_tls (RelayPeer *peer)
+{
+  RelayCore *core = peer->core;
+  g_autoptr(GIOStream) base = g_steal_pointer (&peer->stream);
+  g_autoptr(GError) error = NULL;
+  HandshakeData *hd;
+
+  peer->stream = tlspyo_tls_server_new (base, core->certificate, &error);
+  if (peer->stream == NULL)
+    {
+      g_warning ("Could not set up TLS for %s: %s", peer->address, error->message);
+      peer_close (peer, error);
+      return;
+    }
+  hd = g_new (HandshakeData, 1);
+  hd->core = relay_core_ref (core);
+  hd->peer = peer;
+  tlspyo_worker_hold ();
+  g_tls_connection_handshake_async (G_TLS_CONNECTION (peer->stream), G_PRIORITY_DEFAULT,
+                                    peer->cancellable, server_handshake_cb, hd);
+}
+
+/* The first byte tells a TLS ClientHello (a record starts with 0x16) from
+ * a plain-TCP endpoint's HELLO (the frame magic). GnuTLS would fail on the
+ * latter too, but by closing the connection: the endpoint would only see a
+ * reset, and retry with no explanation. Instead it gets a REFUSED frame in
+ * plain text that says what to change. Peeking leaves the byte in place for
+ * the TLS handshake. */
+static gboolean
+peek_cb (GSocket      *socket,
+         GIOCondition  condition,
+         gpointer      user_data)
+{
+  RelayPeer *peer = user_data;
+  GInputVector vector;
+  guint8 first = 0;
+  gint flags = G_SOCKET_MSG_PEEK;
+  gssize n;
+
+  g_clear_pointer (&peer->peek_source, g_source_unref);
+
+  vector.buffer = &first;
+  vector.size = 1;
+  n = g_socket_receive_message (socket, NULL, &vector, 1, NULL, NULL, &flags, NULL, NULL);
+  if (n == 1 && first == TLSPYO_FRAME_MAGIC)
+    {
+      peer->tls_missing = TRUE;
+      peer_start_protocol (peer, peer->stream);
+    }
+  else
+    peer_start_tls (peer);  /* and with it, whatever error the peer causes */
+
+  return G_SOURCE_REMOVE;
+}
+
 static char *
 describe_address (GSocketConnection *connection)
 {
@@ -699,23 +774,14 @@ incoming_cb (GSocketService    *service,
 
   if (core->certificate != NULL)
     {
-      g_autoptr(GError) error = NULL;
-      HandshakeData *hd;
-
+      /* The base stream, until TLS replaces it. */
       peer->state = PEER_TLS_HANDSHAKE;
-      peer->stream = tlspyo_tls_server_new (G_IO_STREAM (connection), core->certificate, &error);
-      if (peer->stream == NULL)
-        {
-          g_warning ("Could not set up TLS for %s: %s", peer->address, error->message);
-          peer_close (peer, error);
-          return TRUE;
-        }
-      hd = g_new (HandshakeData, 1);
-      hd->core = relay_core_ref (core);
-      hd->peer = peer;
-      tlspyo_worker_hold ();
-      g_tls_connection_handshake_async (G_TLS_CONNECTION (peer->stream), G_PRIORITY_DEFAULT,
-                                        peer->cancellable, server_handshake_cb, hd);
+      peer->stream = g_object_ref (G_IO_STREAM (connection));
+      peer->peek_source = g_socket_create_source (g_socket_connection_get_socket (connection),
+                                                  G_IO_IN | G_IO_HUP | G_IO_ERR, NULL);
+      g_source_set_callback (peer->peek_source, G_SOURCE_FUNC (peek_cb), peer, NULL);
+      g_source_set_static_name (peer->peek_source, "[tlspyo] first byte");
+      g_source_attach (peer->peek_source, g_main_context_get_thread_default ());
     }
   else
     {
@@ -1128,11 +1194,17 @@ tlspyo_relay_class_init (TlspyoRelayClass *klass)
    * TlspyoRelay::endpoint-refused:
    * @self: the relay
    * @address: the peer's address and port
-   * @code: a [enum@Tlspyo.Error] code: why it was refused
+   * @code: a [error@Tlspyo.Error] code: why it was refused
    * @reason: the reason, in words
    *
    * A connection was refused or dropped before it joined: wrong password,
    * refused group, malformed data, TLS failure or handshake timeout.
+   *
+   * It is also emitted, just before [signal@Tlspyo.Relay::endpoint-disconnected],
+   * when the relay drops an endpoint that had joined because of what it
+   * sent: a malformed or truncated frame, or an object larger than
+   * [property@Tlspyo.Relay:max-object-size] (code %TLSPYO_ERROR_PROTOCOL).
+   * An endpoint that leaves or loses its connection is not refused.
    *
    * Since: 0.1
    */
@@ -1364,6 +1436,8 @@ tlspyo_relay_stop (TlspyoRelay *self)
  * tlspyo_relay_get_port:
  * @self: a relay
  *
+ * Gets the port of [property@Tlspyo.Relay:port].
+ *
  * Returns: the port: after [method@Tlspyo.Relay.start], the one bound
  *
  * Since: 0.1
@@ -1382,6 +1456,8 @@ tlspyo_relay_get_port (TlspyoRelay *self)
  * tlspyo_relay_get_security:
  * @self: a relay
  *
+ * Gets [property@Tlspyo.Relay:security].
+ *
  * Returns: whether the relay uses TLS
  *
  * Since: 0.1
@@ -1399,6 +1475,8 @@ tlspyo_relay_get_security (TlspyoRelay *self)
 /**
  * tlspyo_relay_get_n_connections:
  * @self: a relay
+ *
+ * Counts the endpoints connected to the relay.
  *
  * Returns: how many endpoints are connected and joined right now
  *
