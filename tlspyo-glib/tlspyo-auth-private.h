@@ -42,6 +42,10 @@ void     tlspyo_auth_proof       (const guint8     key[TLSPYO_AUTH_KEY_SIZE],
 gboolean tlspyo_auth_equal       (const guint8    *a,
                                   const guint8    *b,
                                   gsize            len);
+/* Zeroes secret material; unlike memset(), not optimized away before a
+ * free(). */
+void     tlspyo_auth_wipe        (gpointer         data,
+                                  gsize            len);
 
 /* Keeps a password only as derived keys, cached per salt, so the clear text
  * can be wiped as soon as a property is set. */
