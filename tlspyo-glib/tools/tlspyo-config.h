@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The relay's JSON configuration (`tlspyo relay --config FILE`): a pure
+ * function from bytes to a struct, so that it can be fuzzed. Unknown keys,
+ * wrong types and values out of range are errors that name the key and
+ * give its line and column. The keys are documented in docs/tlspyo.1.md
+ * and data/relay.example.json; keep the three in step. */
+
+#include <tlspyo-glib/tlspyo-glib.h>
+
+G_BEGIN_DECLS
+
+/* Which keys a file gave: command-line options override them, and
+ * anything absent keeps the library's default. */
+typedef enum {
+  TLSPYO_CONFIG_ADDRESS           = 1 << 0,
+  TLSPYO_CONFIG_PORT              = 1 << 1,
+  TLSPYO_CONFIG_SECURITY          = 1 << 2,
+  TLSPYO_CONFIG_CREDENTIALS_DIR   = 1 << 3,
+  TLSPYO_CONFIG_MAX_OBJECT_SIZE   = 1 << 4,
+  TLSPYO_CONFIG_HANDSHAKE_TIMEOUT = 1 << 5,
+  TLSPYO_CONFIG_GROUPS            = 1 << 6,
+} TlspyoConfigFields;
+
+typedef struct {
+  char *name;
+  int   max_count;        /* -1: no limit */
+  int   max_consumables;  /* -1: no limit */
+} TlspyoConfigGroup;
+
+typedef struct {
+  guint               fields;  /* TlspyoConfigFields */
+  char               *address;
+  guint               port;
+  TlspyoSecurity      security;
+  char               *credentials_dir;
+  guint64             max_object_size;
+  guint               handshake_timeout;
+  GPtrArray          *groups;  /* of TlspyoConfigGroup, in file order */
+} TlspyoConfig;
+
+TlspyoConfig *tlspyo_config_parse (const char    *data,
+                                   gsize          length,
+                                   GError       **error);
+void          tlspyo_config_free  (TlspyoConfig  *config);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (TlspyoConfig, tlspyo_config_free)
+
+G_END_DECLS
