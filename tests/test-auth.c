@@ -136,8 +136,12 @@ test_derive_matches_reference (void)
 static void
 test_derive_depends_on_inputs (void)
 {
-  static const guint8 salt_a[TLSPYO_AUTH_SALT_SIZE] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
-  static const guint8 salt_b[TLSPYO_AUTH_SALT_SIZE] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17 };
+  static const guint8 salt_a[TLSPYO_AUTH_SALT_SIZE] = {
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16
+  };
+  static const guint8 salt_b[TLSPYO_AUTH_SALT_SIZE] = {
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17
+  };
   guint8 k1[TLSPYO_AUTH_KEY_SIZE], k2[TLSPYO_AUTH_KEY_SIZE];
   guint8 k3[TLSPYO_AUTH_KEY_SIZE], k4[TLSPYO_AUTH_KEY_SIZE];
 

@@ -936,57 +936,49 @@ test_frames_before_auth (void)
   hostile_finish (&h);
 }
 
+/* The size of AUTH metadata with @groups (no NULL at the end). */
+static gsize
+auth_meta_size (GPtrArray *groups)
+{
+  guint8 proof[TLSPYO_AUTH_PROOF_SIZE] = { 0 };
+  g_autoptr(GVariant) meta = NULL;
+
+  g_ptr_array_add (groups, NULL);
+  meta = g_variant_ref_sink (g_variant_new ("(@ay^as)",
+                                            g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, proof,
+                                                                       sizeof proof, 1),
+                                            (char **) groups->pdata));
+  g_ptr_array_remove_index (groups, groups->len - 1);
+  return g_variant_get_size (meta);
+}
+
 /* Handshake metadata is capped at 4096 bytes: an AUTH whose group list
  * makes it just fit is accepted, one byte more is refused. */
 static void
 test_handshake_meta_cap (void)
 {
   g_autoptr(GPtrArray) groups = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr(GVariant) probe = NULL;
-  guint8 proof[TLSPYO_AUTH_PROOF_SIZE] = { 0 };
-  gsize size;
+  gsize name_len;
   Hostile h;
 
   hostile_setup (&h);
 
   /* Fill the group list until the AUTH metadata is exactly 4096 bytes:
-   * 200-byte names, then one sized to land on the limit. */
-  for (;;)
+   * 200-byte names, then one sized to land on the limit (each byte of a
+   * name adds one to the size). */
+  while (auth_meta_size (groups) + 210 <= TLSPYO_FRAME_MAX_META_HANDSHAKE)
+    g_ptr_array_add (groups, g_strdup_printf ("g%03u-%0196d", groups->len, 0));
+  for (name_len = 1;; name_len++)
     {
-      g_ptr_array_add (groups, NULL);
-      probe = g_variant_ref_sink (g_variant_new ("(@ay^as)",
-                                                 g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE,
-                                                                            proof, sizeof proof, 1),
-                                                 (char **) groups->pdata));
-      size = g_variant_get_size (probe);
-      g_clear_pointer (&probe, g_variant_unref);
-      g_ptr_array_remove_index (groups, groups->len - 1);
-      if (size + 210 > TLSPYO_FRAME_MAX_META_HANDSHAKE)
+      gsize size;
+
+      g_ptr_array_add (groups, g_strnfill (name_len, 'z'));
+      size = auth_meta_size (groups);
+      if (size == TLSPYO_FRAME_MAX_META_HANDSHAKE)
         break;
-      g_ptr_array_add (groups, g_strdup_printf ("g%03u-%0196d", groups->len, 0));
+      g_assert_cmpuint (size, <, TLSPYO_FRAME_MAX_META_HANDSHAKE);
+      g_ptr_array_remove_index (groups, groups->len - 1);
     }
-  {
-    gsize name_len = 1;
-
-    for (;; name_len++)
-      {
-        g_autofree char *name = g_strnfill (name_len, 'z');
-
-        g_ptr_array_add (groups, g_steal_pointer (&name));
-        g_ptr_array_add (groups, NULL);
-        probe = g_variant_ref_sink (g_variant_new ("(@ay^as)",
-                                                   g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE,
-                                                                              proof, sizeof proof, 1),
-                                                   (char **) groups->pdata));
-        size = g_variant_get_size (probe);
-        g_clear_pointer (&probe, g_variant_unref);
-        g_ptr_array_remove_index (groups, groups->len - 1);
-        if (size == TLSPYO_FRAME_MAX_META_HANDSHAKE)
-          break;
-        g_assert_cmpuint (size, <, TLSPYO_FRAME_MAX_META_HANDSHAKE);
-        g_ptr_array_remove_index (groups, groups->len - 1);
-      }
-  }
   g_ptr_array_add (groups, NULL);
 
   /* Exactly at the limit: joins. */
@@ -1685,7 +1677,8 @@ fake_session (FakeRelay *fake,
       break;
     }
   raw_frame_free (frame);
-  fake_send_frame (&s, TLSPYO_FRAME_WELCOME, g_variant_new ("(@ay)", bytes_variant (proof, sizeof proof)));
+  fake_send_frame (&s, TLSPYO_FRAME_WELCOME,
+                   g_variant_new ("(@ay)", bytes_variant (proof, sizeof proof)));
 
   switch (fake->mode)
     {
