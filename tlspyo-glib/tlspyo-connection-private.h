@@ -45,6 +45,13 @@ void              tlspyo_connection_send       (TlspyoConnection *conn,
                                                 GVariant         *meta,
                                                 GBytes           *body,
                                                 GBytes           *body_trailer);
+/* The same with metadata serialized once and reused (see
+ * tlspyo_frame_serialize_meta()). */
+void              tlspyo_connection_send_serialized (TlspyoConnection *conn,
+                                                     TlspyoFrameType   type,
+                                                     GBytes           *meta,
+                                                     GBytes           *body,
+                                                     GBytes           *body_trailer);
 void              tlspyo_connection_close      (TlspyoConnection *conn,
                                                 const GError     *error);
 void              tlspyo_connection_close_when_flushed (TlspyoConnection *conn,

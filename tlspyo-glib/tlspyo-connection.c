@@ -408,25 +408,17 @@ write_source_cb (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
-void
-tlspyo_connection_send (TlspyoConnection *conn,
-                        TlspyoFrameType   type,
-                        GVariant         *meta,
-                        GBytes           *body,
-                        GBytes           *body_trailer)
+/* Queues the body after a header and metadata already in the staging
+ * buffer, and makes sure a write follows. */
+static void
+queue_body (TlspyoConnection *conn,
+            guint             old_len,
+            GBytes           *body,
+            GBytes           *body_trailer)
 {
   gsize body_len = body ? g_bytes_get_size (body) : 0;
   gsize trailer_len = body_trailer ? g_bytes_get_size (body_trailer) : 0;
-  guint old_len = conn->staging->len;
 
-  if (conn->closed || conn->close_when_flushed)
-    {
-      if (meta != NULL)
-        g_variant_unref (g_variant_ref_sink (meta));
-      return;
-    }
-
-  tlspyo_frame_append (conn->staging, type, meta, body_len + trailer_len);
   conn->queued_bytes += conn->staging->len - old_len + body_len + trailer_len;
   if (body != NULL)
     {
@@ -454,4 +446,48 @@ tlspyo_connection_send (TlspyoConnection *conn,
       g_source_set_static_name (conn->write_source, "[tlspyo] write");
       g_source_attach (conn->write_source, g_main_context_get_thread_default ());
     }
+}
+
+static gsize
+body_size (GBytes *body,
+           GBytes *body_trailer)
+{
+  return (body ? g_bytes_get_size (body) : 0) +
+         (body_trailer ? g_bytes_get_size (body_trailer) : 0);
+}
+
+void
+tlspyo_connection_send (TlspyoConnection *conn,
+                        TlspyoFrameType   type,
+                        GVariant         *meta,
+                        GBytes           *body,
+                        GBytes           *body_trailer)
+{
+  guint old_len = conn->staging->len;
+
+  if (conn->closed || conn->close_when_flushed)
+    {
+      if (meta != NULL)
+        g_variant_unref (g_variant_ref_sink (meta));
+      return;
+    }
+
+  tlspyo_frame_append (conn->staging, type, meta, body_size (body, body_trailer));
+  queue_body (conn, old_len, body, body_trailer);
+}
+
+void
+tlspyo_connection_send_serialized (TlspyoConnection *conn,
+                                   TlspyoFrameType   type,
+                                   GBytes           *meta,
+                                   GBytes           *body,
+                                   GBytes           *body_trailer)
+{
+  guint old_len = conn->staging->len;
+
+  if (conn->closed || conn->close_when_flushed)
+    return;
+
+  tlspyo_frame_append_serialized (conn->staging, type, meta, body_size (body, body_trailer));
+  queue_body (conn, old_len, body, body_trailer);
 }

@@ -61,7 +61,7 @@ typedef struct _EndpointCore EndpointCore;
 
 typedef struct {
   TlspyoFrameType  type;
-  GVariant        *meta;
+  GBytes          *meta;     /* serialized */
   GBytes          *data;
   GBytes          *trailer;
 } OutItem;
@@ -105,6 +105,7 @@ struct _TlspyoEndpoint {
   GQueue            inflight;      /* OutItem sent, not acknowledged */
   GQueue            received;      /* GVariant */
   GQueue            pop_requests;  /* PopRequest */
+  GHashTable       *dest_cache;    /* "b" or "p" + group -> serialized OBJECT metadata */
   guint             pending_dispatch;
   GThread          *owner_thread;
   GMainContext     *owner_context;
@@ -149,7 +150,7 @@ out_item_free (gpointer data)
 {
   OutItem *item = data;
 
-  g_clear_pointer (&item->meta, g_variant_unref);
+  g_clear_pointer (&item->meta, g_bytes_unref);
   g_clear_pointer (&item->data, g_bytes_unref);
   g_clear_pointer (&item->trailer, g_bytes_unref);
   g_free (item);
@@ -454,8 +455,8 @@ core_send_pending (EndpointCore *core)
   g_mutex_lock (&self->mutex);
   while ((item = g_queue_pop_head (&self->outgoing)) != NULL)
     {
-      tlspyo_connection_send (core->conn, item->type, g_variant_ref (item->meta),
-                              item->data, item->trailer);
+      tlspyo_connection_send_serialized (core->conn, item->type, item->meta,
+                                         item->data, item->trailer);
       g_queue_push_tail (&self->inflight, item);
       core->n_sent++;
     }
@@ -893,6 +894,8 @@ tlspyo_endpoint_init (TlspyoEndpoint *self)
   g_queue_init (&self->inflight);
   g_queue_init (&self->received);
   g_queue_init (&self->pop_requests);
+  self->dest_cache = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                            (GDestroyNotify) g_bytes_unref);
 }
 
 static void
@@ -962,6 +965,7 @@ tlspyo_endpoint_finalize (GObject *object)
   g_queue_clear_full (&self->inflight, out_item_free);
   g_queue_clear_full (&self->received, (GDestroyNotify) g_variant_unref);
   g_clear_pointer (&self->owner_context, g_main_context_unref);
+  g_hash_table_unref (self->dest_cache);
   g_mutex_clear (&self->mutex);
   g_cond_clear (&self->cond);
 
@@ -1654,7 +1658,7 @@ tlspyo_endpoint_stop (TlspyoEndpoint *self)
 static gboolean
 enqueue (TlspyoEndpoint   *self,
          TlspyoFrameType   type,
-         GVariant         *meta,
+         GBytes           *meta,
          GVariant         *object,
          GError          **error)
 {
@@ -1662,10 +1666,18 @@ enqueue (TlspyoEndpoint   *self,
   EndpointCore *core;
 
   item->type = type;
-  item->meta = g_variant_ref_sink (meta);
+  item->meta = meta;
   if (object != NULL)
     {
       tlspyo_object_to_body (object, &item->data, &item->trailer);
+      if (!tlspyo_object_body_pieces_check (item->data, item->trailer, error))
+        {
+          g_prefix_error (error, "This object cannot be sent: ");
+          if (error != NULL && *error != NULL)
+            (*error)->code = TLSPYO_ERROR_INVALID_ARGUMENT;
+          out_item_free (item);
+          return FALSE;
+        }
       if (g_bytes_get_size (item->data) + g_bytes_get_size (item->trailer) > self->max_object_size)
         {
           g_set_error (error, TLSPYO_ERROR, TLSPYO_ERROR_INVALID_ARGUMENT,
@@ -1694,6 +1706,35 @@ sink_object (GVariant *object)
   return g_variant_ref_sink (object);
 }
 
+/* The OBJECT metadata for one group, serialized once: broadcast() and
+ * produce() to the same group then cost no GVariant work. */
+static GBytes *
+dest_meta (TlspyoEndpoint *self,
+           const char     *group,
+           int             count)
+{
+  g_autofree char *key = g_strdup_printf ("%c%s", count < 0 ? 'b' : 'p', group);
+  GBytes *meta;
+
+  g_mutex_lock (&self->mutex);
+  meta = g_hash_table_lookup (self->dest_cache, key);
+  if (meta == NULL)
+    {
+      GVariantBuilder builder;
+
+      if (g_hash_table_size (self->dest_cache) >= 1024)
+        g_hash_table_remove_all (self->dest_cache);
+      g_variant_builder_init (&builder, G_VARIANT_TYPE ("a{si}"));
+      g_variant_builder_add (&builder, "{si}", group, (gint32) count);
+      meta = tlspyo_frame_serialize_meta (TLSPYO_FRAME_OBJECT,
+                                          g_variant_new ("(a{si})", &builder));
+      g_hash_table_insert (self->dest_cache, g_steal_pointer (&key), meta);
+    }
+  g_bytes_ref (meta);
+  g_mutex_unlock (&self->mutex);
+  return meta;
+}
+
 /**
  * tlspyo_endpoint_broadcast:
  * @self: an endpoint
@@ -1717,7 +1758,6 @@ tlspyo_endpoint_broadcast (TlspyoEndpoint  *self,
                            GError         **error)
 {
   g_autoptr(GVariant) obj = NULL;
-  GVariantBuilder builder;
 
   g_return_val_if_fail (TLSPYO_IS_ENDPOINT (self), FALSE);
   g_return_val_if_fail (object != NULL, FALSE);
@@ -1726,9 +1766,7 @@ tlspyo_endpoint_broadcast (TlspyoEndpoint  *self,
   obj = sink_object (object);
   if (!tlspyo_group_name_check (group, error))
     return FALSE;
-  g_variant_builder_init (&builder, G_VARIANT_TYPE ("a{si}"));
-  g_variant_builder_add (&builder, "{si}", group, -1);
-  return enqueue (self, TLSPYO_FRAME_OBJECT, g_variant_new ("(a{si})", &builder), obj, error);
+  return enqueue (self, TLSPYO_FRAME_OBJECT, dest_meta (self, group, -1), obj, error);
 }
 
 /**
@@ -1752,7 +1790,6 @@ tlspyo_endpoint_produce (TlspyoEndpoint  *self,
                          GError         **error)
 {
   g_autoptr(GVariant) obj = NULL;
-  GVariantBuilder builder;
 
   g_return_val_if_fail (TLSPYO_IS_ENDPOINT (self), FALSE);
   g_return_val_if_fail (object != NULL, FALSE);
@@ -1761,9 +1798,7 @@ tlspyo_endpoint_produce (TlspyoEndpoint  *self,
   obj = sink_object (object);
   if (!tlspyo_group_name_check (group, error))
     return FALSE;
-  g_variant_builder_init (&builder, G_VARIANT_TYPE ("a{si}"));
-  g_variant_builder_add (&builder, "{si}", group, 1);
-  return enqueue (self, TLSPYO_FRAME_OBJECT, g_variant_new ("(a{si})", &builder), obj, error);
+  return enqueue (self, TLSPYO_FRAME_OBJECT, dest_meta (self, group, 1), obj, error);
 }
 
 /**
@@ -1860,7 +1895,10 @@ tlspyo_endpoint_send_object (TlspyoEndpoint  *self,
       goto fail;
     }
 
-  return enqueue (self, TLSPYO_FRAME_OBJECT, g_variant_new ("(a{si})", &builder), obj, error);
+  return enqueue (self, TLSPYO_FRAME_OBJECT,
+                  tlspyo_frame_serialize_meta (TLSPYO_FRAME_OBJECT,
+                                               g_variant_new ("(a{si})", &builder)),
+                  obj, error);
 
 fail:
   g_variant_builder_clear (&builder);
@@ -1902,7 +1940,9 @@ tlspyo_endpoint_notify_ready (TlspyoEndpoint  *self,
                            "everything queued now");
       return FALSE;
     }
-  return enqueue (self, TLSPYO_FRAME_NOTIFY, g_variant_new ("(si)", group, (gint32) count),
+  return enqueue (self, TLSPYO_FRAME_NOTIFY,
+                  tlspyo_frame_serialize_meta (TLSPYO_FRAME_NOTIFY,
+                                               g_variant_new ("(si)", group, (gint32) count)),
                   NULL, error);
 }
 

@@ -61,6 +61,14 @@ void     tlspyo_frame_append       (GByteArray      *out,
 GBytes  *tlspyo_frame_encode       (TlspyoFrameType  type,
                                     GVariant        *meta,
                                     guint64          body_len);
+/* Metadata serialized once, for frames that repeat it (the same group, the
+ * same destination): appending it is then a copy, not a serialization. */
+GBytes  *tlspyo_frame_serialize_meta    (TlspyoFrameType  type,
+                                         GVariant        *meta);
+void     tlspyo_frame_append_serialized (GByteArray      *out,
+                                         TlspyoFrameType  type,
+                                         GBytes          *meta,
+                                         guint64          body_len);
 
 /* Objects travel as a GVariant of type "v" serialized little-endian: the
  * object's own serialized data, a NUL byte, then its type string. Splitting
@@ -72,6 +80,11 @@ GBytes   *tlspyo_object_to_bytes   (GVariant   *object);
 gboolean  tlspyo_object_body_check (const guint8 *body,
                                     gsize         len,
                                     GError      **error);
+/* What a receiver will accept, checked before sending: an object nested
+ * deeper than GVariant reads from untrusted data would be refused. */
+gboolean  tlspyo_object_body_pieces_check (GBytes  *data,
+                                           GBytes  *trailer,
+                                           GError **error);
 GVariant *tlspyo_object_from_body  (GBytes     *body,
                                     GError    **error);
 

@@ -145,6 +145,47 @@ tlspyo_frame_append (GByteArray      *out,
 }
 
 GBytes *
+tlspyo_frame_serialize_meta (TlspyoFrameType  type,
+                             GVariant        *meta)
+{
+  g_autoptr(GVariant) owned = g_variant_ref_sink (meta);
+
+  g_return_val_if_fail (frame_type_is_known (type), NULL);
+  g_return_val_if_fail (g_variant_is_of_type (owned, tlspyo_frame_meta_type (type)), NULL);
+
+  if (!g_variant_is_normal_form (owned))
+    {
+      GVariant *normal = g_variant_get_normal_form (owned);
+
+      g_variant_unref (owned);
+      owned = normal;
+    }
+  if (G_BYTE_ORDER == G_BIG_ENDIAN)
+    {
+      GVariant *swapped = g_variant_take_ref (g_variant_byteswap (owned));
+
+      g_variant_unref (owned);
+      owned = swapped;
+    }
+  return g_variant_get_data_as_bytes (owned);
+}
+
+void
+tlspyo_frame_append_serialized (GByteArray      *out,
+                                TlspyoFrameType  type,
+                                GBytes          *meta,
+                                guint64          body_len)
+{
+  gsize meta_len = 0;
+  const guint8 *data = g_bytes_get_data (meta, &meta_len);
+  guint8 header[TLSPYO_FRAME_HEADER_SIZE];
+
+  tlspyo_frame_write_header (header, type, (guint32) meta_len, body_len);
+  g_byte_array_append (out, header, sizeof header);
+  g_byte_array_append (out, data, meta_len);
+}
+
+GBytes *
 tlspyo_frame_encode (TlspyoFrameType  type,
                      GVariant        *meta,
                      guint64          body_len)
@@ -394,13 +435,50 @@ body_check_fits (const guint8  *body,
 {
   g_autoptr(GBytes) view = NULL;
   g_autoptr(GVariant) object = NULL;
+  const char *type;
+  gsize type_len;
 
   if (!tlspyo_object_body_check (body, len, error))
     return FALSE;
 
+  /* GVariant substitutes a child only when its type nests deeper than it
+   * reads, contains variants (whose own depth counts), or is fixed-size with
+   * data of the wrong size. A short type without 'v' that is variable-size
+   * (it contains a string, array or maybe) fits whatever its data: the
+   * common case needs no allocation on the relay's hot path. */
+  type = (const char *) body_find_type (body, len);
+  type_len = (const char *) body + len - type;
+  if (type_len < 64 && memchr (type, 'v', type_len) == NULL &&
+      strpbrk (type, "sogam") != NULL)
+    return TRUE;
+
   view = g_bytes_new_static (body, len);
   object = body_unwrap (view, body_find_type (body, len), FALSE, error);
   return object != NULL;
+}
+
+gboolean
+tlspyo_object_body_pieces_check (GBytes  *data,
+                                 GBytes  *trailer,
+                                 GError **error)
+{
+  gsize data_len, trailer_len;
+  const guint8 *t = g_bytes_get_data (trailer, &trailer_len);
+  g_autofree guint8 *whole = NULL;
+
+  /* The same fast path as body_check_fits(): most types need no copy. */
+  if (trailer_len >= 2 && trailer_len - 1 < 64 &&
+      memchr (t + 1, 'v', trailer_len - 1) == NULL &&
+      strpbrk ((const char *) t + 1, "sogam") != NULL &&
+      memchr (t + 1, '\0', trailer_len - 1) == NULL)
+    return TRUE;
+
+  g_bytes_get_data (data, &data_len);
+  whole = g_malloc (data_len + trailer_len);
+  if (data_len > 0)
+    memcpy (whole, g_bytes_get_data (data, NULL), data_len);
+  memcpy (whole + data_len, t, trailer_len);
+  return body_check_fits (whole, data_len + trailer_len, error);
 }
 
 GVariant *
@@ -449,8 +527,12 @@ struct _TlspyoFrameDecoder
   gsize         meta_len;
   gsize         body_len;
 
-  guint8       *meta_buf;
+  guint8       *meta_buf;   /* reused from frame to frame */
+  gsize         meta_buf_size;
   gsize         meta_fill;
+  /* Consecutive frames mostly repeat their metadata (the same destination,
+   * the same group): the last one of each type is reused, not parsed again. */
+  GVariant     *last_meta[TLSPYO_FRAME_TYPE_LAST + 1];
   GVariant     *meta;       /* parsed, held while the body arrives */
   guint8       *body;       /* body_len bytes, allocated once */
   gsize         body_fill;
@@ -476,7 +558,12 @@ tlspyo_frame_decoder_new (gsize   max_meta,
 static void
 decoder_clear_frame (TlspyoFrameDecoder *dec)
 {
-  g_clear_pointer (&dec->meta_buf, g_free);
+  /* Keep a small metadata buffer for the next frame, not a peer's 1 MiB. */
+  if (dec->meta_buf_size > TLSPYO_FRAME_MAX_META_HANDSHAKE)
+    {
+      g_clear_pointer (&dec->meta_buf, g_free);
+      dec->meta_buf_size = 0;
+    }
   g_clear_pointer (&dec->meta, g_variant_unref);
   g_clear_pointer (&dec->body, g_free);
   dec->header_fill = 0;
@@ -497,6 +584,9 @@ tlspyo_frame_decoder_free (TlspyoFrameDecoder *dec)
   g_return_if_fail (!dec->dispatching);
 
   decoder_clear_frame (dec);
+  g_free (dec->meta_buf);
+  for (guint i = 0; i < G_N_ELEMENTS (dec->last_meta); i++)
+    g_clear_pointer (&dec->last_meta[i], g_variant_unref);
   g_clear_error (&dec->failure);
   g_free (dec);
 }
@@ -655,7 +745,12 @@ decoder_check_header (TlspyoFrameDecoder  *dec,
   dec->type = type;
   dec->meta_len = meta_len;
   dec->body_len = (gsize) body_len;
-  dec->meta_buf = g_malloc (meta_len);
+  if (dec->meta_buf_size < meta_len)
+    {
+      g_free (dec->meta_buf);
+      dec->meta_buf = g_malloc (meta_len);
+      dec->meta_buf_size = meta_len;
+    }
   dec->meta_fill = 0;
   dec->state = DECODER_META;
 
@@ -697,25 +792,39 @@ decoder_finish_meta (TlspyoFrameDecoder  *dec,
   g_autoptr(GBytes) bytes = NULL;
   g_autoptr(GVariant) meta = NULL;
   const GVariantType *meta_type = tlspyo_frame_meta_type (dec->type);
+  GVariant *last = dec->last_meta[dec->type];
 
-  /* g_malloc()'s alignment suits any GVariant, so this does not copy. */
-  bytes = g_bytes_new_take (g_steal_pointer (&dec->meta_buf), dec->meta_len);
-  meta = g_variant_ref_sink (g_variant_new_from_bytes (meta_type, bytes, FALSE));
-
-  /* Normal form means every later access reads what the peer meant, not
-   * default values, so the rest of the library can trust the metadata. */
-  if (!g_variant_is_normal_form (meta))
-    return decoder_fail (dec, error, TLSPYO_ERROR_PROTOCOL,
-                         "%s frame metadata is not a valid “%s” value",
-                         tlspyo_frame_type_to_string (dec->type),
-                         frame_types[dec->type].meta_type);
-
-  if (G_BYTE_ORDER == G_BIG_ENDIAN)
+  /* The cached value holds the peer's bytes as they came (little-endian). */
+  if (last != NULL && G_BYTE_ORDER == G_LITTLE_ENDIAN &&
+      g_variant_get_size (last) == dec->meta_len &&
+      memcmp (g_variant_get_data (last), dec->meta_buf, dec->meta_len) == 0)
+    meta = g_variant_ref (last);
+  else
     {
-      GVariant *swapped = g_variant_take_ref (g_variant_byteswap (meta));
+      /* g_bytes_new()'s copy is aligned for any GVariant. */
+      bytes = g_bytes_new (dec->meta_buf, dec->meta_len);
+      meta = g_variant_ref_sink (g_variant_new_from_bytes (meta_type, bytes, FALSE));
 
-      g_variant_unref (meta);
-      meta = swapped;
+      /* Normal form means every later access reads what the peer meant, not
+       * default values, so the rest of the library can trust the metadata. */
+      if (!g_variant_is_normal_form (meta))
+        return decoder_fail (dec, error, TLSPYO_ERROR_PROTOCOL,
+                             "%s frame metadata is not a valid “%s” value",
+                             tlspyo_frame_type_to_string (dec->type),
+                             frame_types[dec->type].meta_type);
+
+      if (G_BYTE_ORDER == G_BIG_ENDIAN)
+        {
+          GVariant *swapped = g_variant_take_ref (g_variant_byteswap (meta));
+
+          g_variant_unref (meta);
+          meta = swapped;
+        }
+      else
+        {
+          g_clear_pointer (&dec->last_meta[dec->type], g_variant_unref);
+          dec->last_meta[dec->type] = g_variant_ref (meta);
+        }
     }
 
   if (!tlspyo_frame_type_has_body (dec->type))

@@ -145,6 +145,7 @@ struct _RelayCore {
   guint64          max_object_size;
   guint            handshake_timeout;
   GHashTable      *peers;
+  GHashTable      *deliver_meta;  /* group -> serialized DELIVER metadata */
   gint             n_joined;  /* read from other threads */
   gboolean         stopped;
 
@@ -171,6 +172,7 @@ relay_core_unref (RelayCore *core)
     return;
   g_assert (g_hash_table_size (core->peers) == 0);
   g_hash_table_unref (core->peers);
+  g_hash_table_unref (core->deliver_meta);
   g_clear_pointer (&core->router, tlspyo_router_free);
   g_clear_object (&core->service);
   g_clear_object (&core->certificate);
@@ -259,6 +261,25 @@ early_delivery_free (gpointer data)
   g_free (d);
 }
 
+/* The DELIVER metadata of each group, serialized once: a broadcast to many
+ * endpoints then costs a header and a copy per recipient. */
+static GBytes *
+core_deliver_meta (RelayCore  *core,
+                   const char *group)
+{
+  GBytes *meta = g_hash_table_lookup (core->deliver_meta, group);
+
+  if (meta == NULL)
+    {
+      /* Group names come from the network: keep the cache bounded. */
+      if (g_hash_table_size (core->deliver_meta) >= 4096)
+        g_hash_table_remove_all (core->deliver_meta);
+      meta = tlspyo_frame_serialize_meta (TLSPYO_FRAME_DELIVER, g_variant_new ("(s)", group));
+      g_hash_table_insert (core->deliver_meta, g_strdup (group), meta);
+    }
+  return meta;
+}
+
 static void
 router_deliver (gpointer    peer_data,
                 const char *group,
@@ -276,8 +297,8 @@ router_deliver (gpointer    peer_data,
       g_ptr_array_add (peer->early, d);
       return;
     }
-  tlspyo_connection_send (peer->conn, TLSPYO_FRAME_DELIVER,
-                          g_variant_new ("(s)", group), object, NULL);
+  tlspyo_connection_send_serialized (peer->conn, TLSPYO_FRAME_DELIVER,
+                                     core_deliver_meta (peer->core, group), object, NULL);
 }
 
 static void
@@ -1357,6 +1378,8 @@ tlspyo_relay_start (TlspyoRelay  *self,
   g_weak_ref_init (&core->relay, self);
   core->owner_context = g_main_context_ref_thread_default ();
   core->peers = g_hash_table_new_full (NULL, NULL, (GDestroyNotify) peer_free, NULL);
+  core->deliver_meta = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                              (GDestroyNotify) g_bytes_unref);
   core->router = tlspyo_router_new (router_deliver, router_drop, core);
   core->certificate = g_steal_pointer (&certificate);
   core->max_object_size = self->max_object_size;
