@@ -1844,6 +1844,56 @@ test_group_name (void)
   g_assert_false (tlspyo_group_name_check ("", NULL));
 }
 
+static GVariant *
+nest_in_variants (GVariant *v,
+                  guint     depth)
+{
+  for (guint i = 0; i < depth; i++)
+    v = g_variant_new_variant (v);
+  return v;
+}
+
+/* What a sender checks before sending: the same verdict the relay's decoder
+ * would give, without a copy for common types. */
+static void
+test_sendable (void)
+{
+  struct {
+    GVariant *object;
+    gboolean  ok;
+  } cases[] = {
+    { g_variant_new_string ("hello"), TRUE },
+    { g_variant_new_parsed ("{'a': <1>, 'b': <[1.5, 2.5]>}"), TRUE },
+    { g_variant_new ("(ii)", 1, 2), TRUE },
+    { g_variant_new_parsed ("<('a', ('b', <('c', <{'d': <[1, 2]>}>)>))>"), TRUE },
+    { g_variant_new_uint32 (7), TRUE },
+    { nest_in_variants (g_variant_new_int32 (1), 16), TRUE },
+    { nest_in_variants (g_variant_new_int32 (1), 200), FALSE },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr(GBytes) data = NULL;
+      g_autoptr(GBytes) trailer = NULL;
+      g_autoptr(GError) error = NULL;
+      gboolean ok;
+
+      g_variant_ref_sink (cases[i].object);
+      ok = tlspyo_object_check_depth (cases[i].object, &error);
+      if (ok)
+        {
+          tlspyo_object_to_body (cases[i].object, &data, &trailer);
+          ok = tlspyo_object_body_pieces_check (data, trailer, &error);
+        }
+      g_variant_unref (cases[i].object);
+      g_assert_cmpint (ok, ==, cases[i].ok);
+      if (ok)
+        g_assert_no_error (error);
+      else
+        g_assert_error (error, TLSPYO_ERROR, TLSPYO_ERROR_INVALID_ARGUMENT);
+    }
+}
+
 int
 main (int    argc,
       char **argv)
@@ -1888,6 +1938,7 @@ main (int    argc,
   g_test_add_func ("/frame/callback/set-limits", test_set_limits_in_callback);
   g_test_add_func ("/frame/callback/set-limits-tighten", test_set_limits_tighten);
   g_test_add_func ("/frame/group-name", test_group_name);
+  g_test_add_func ("/frame/object/sendable", test_sendable);
 
   return g_test_run ();
 }

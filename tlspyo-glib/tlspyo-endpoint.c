@@ -1669,6 +1669,11 @@ enqueue (TlspyoEndpoint   *self,
   item->meta = meta;
   if (object != NULL)
     {
+      if (!tlspyo_object_check_depth (object, error))
+        {
+          out_item_free (item);
+          return FALSE;
+        }
       tlspyo_object_to_body (object, &item->data, &item->trailer);
       if (!tlspyo_object_body_pieces_check (item->data, item->trailer, error))
         {

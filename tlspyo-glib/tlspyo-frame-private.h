@@ -82,6 +82,8 @@ gboolean  tlspyo_object_body_check (const guint8 *body,
                                     GError      **error);
 /* What a receiver will accept, checked before sending: an object nested
  * deeper than GVariant reads from untrusted data would be refused. */
+gboolean  tlspyo_object_check_depth (GVariant  *object,
+                                     GError   **error);
 gboolean  tlspyo_object_body_pieces_check (GBytes  *data,
                                            GBytes  *trailer,
                                            GError **error);

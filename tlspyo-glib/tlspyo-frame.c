@@ -426,6 +426,18 @@ tlspyo_object_body_check (const guint8  *body,
   return TRUE;
 }
 
+/* strpbrk (type, "sogam") for a type string that is not NUL-terminated
+ * (it ends the body): whether it has a variable-size part. */
+static gboolean
+type_has_variable_part (const char *type,
+                        gsize       len)
+{
+  for (gsize i = 0; i < len; i++)
+    if (memchr ("sogam", type[i], 5) != NULL)
+      return TRUE;
+  return FALSE;
+}
+
 /* tlspyo_object_body_check(), and that the data fits the type. Cheap: the
  * data is not walked. */
 static gboolean
@@ -449,12 +461,83 @@ body_check_fits (const guint8  *body,
   type = (const char *) body_find_type (body, len);
   type_len = (const char *) body + len - type;
   if (type_len < 64 && memchr (type, 'v', type_len) == NULL &&
-      strpbrk (type, "sogam") != NULL)
+      type_has_variable_part (type, type_len))
     return TRUE;
 
   view = g_bytes_new_static (body, len);
   object = body_unwrap (view, body_find_type (body, len), FALSE, error);
   return object != NULL;
+}
+
+/* GVariant reads a child of untrusted data only while the child's type
+ * depth plus the depth of its parent stays under
+ * G_VARIANT_MAX_RECURSION_DEPTH (128); below that it silently substitutes a
+ * default value. An object travels inside a "v", so it sits at depth 1. */
+#define MAX_READ_DEPTH 128
+
+/* The nesting depth of the type starting at *type; advances past it. */
+static guint
+type_depth (const char **type)
+{
+  char c = *(*type)++;
+  guint deepest = 0;
+
+  switch (c)
+    {
+    case 'a':
+    case 'm':
+      return 1 + type_depth (type);
+    case '(':
+    case '{':
+      while (**type != ')' && **type != '}')
+        {
+          guint d = type_depth (type);  /* not inside MAX(): it evaluates twice */
+          deepest = MAX (deepest, d);
+        }
+      (*type)++;
+      return 1 + deepest;
+    default:
+      return 1;
+    }
+}
+
+static gboolean
+value_depth_ok (GVariant *value,
+                guint     depth)
+{
+  const char *type = g_variant_get_type_string (value);
+  const char *cursor = type;
+  GVariantIter iter;
+  GVariant *child;
+
+  if (type_depth (&cursor) + depth > MAX_READ_DEPTH)
+    return FALSE;
+  /* Without variants, the type bounds everything below. */
+  if (strchr (type, 'v') == NULL)
+    return TRUE;
+
+  g_variant_iter_init (&iter, value);
+  while ((child = g_variant_iter_next_value (&iter)) != NULL)
+    {
+      gboolean ok = value_depth_ok (child, depth + 1);
+
+      g_variant_unref (child);
+      if (!ok)
+        return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+tlspyo_object_check_depth (GVariant  *object,
+                           GError   **error)
+{
+  if (value_depth_ok (object, 1))
+    return TRUE;
+  g_set_error (error, TLSPYO_ERROR, TLSPYO_ERROR_INVALID_ARGUMENT,
+               "The object nests containers too deep for receivers to read (GVariant "
+               "reads at most %d levels): flatten it", MAX_READ_DEPTH - 1);
+  return FALSE;
 }
 
 gboolean
@@ -469,7 +552,7 @@ tlspyo_object_body_pieces_check (GBytes  *data,
   /* The same fast path as body_check_fits(): most types need no copy. */
   if (trailer_len >= 2 && trailer_len - 1 < 64 &&
       memchr (t + 1, 'v', trailer_len - 1) == NULL &&
-      strpbrk ((const char *) t + 1, "sogam") != NULL &&
+      type_has_variable_part ((const char *) t + 1, trailer_len - 1) &&
       memchr (t + 1, '\0', trailer_len - 1) == NULL)
     return TRUE;
 
