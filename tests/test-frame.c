@@ -126,6 +126,13 @@ sample_meta (TlspyoFrameType type,
       return g_variant_new ("(s)", seed % 2 ? "workers" : "");
     case TLSPYO_FRAME_BYE:
       return g_variant_new ("(s)", "shutting down");
+    case TLSPYO_FRAME_PING:
+    case TLSPYO_FRAME_PONG:
+      return g_variant_new ("(t)", (guint64) seed);
+    case TLSPYO_FRAME_PRODUCED:
+      return g_variant_new ("(sb)", seed % 2 ? "workers" : "w", (gboolean) (seed % 3 == 0));
+    case TLSPYO_FRAME_DENIED:
+      return g_variant_new ("(uss)", TLSPYO_ERROR_GROUP_REFUSED, "workers", "not allowed");
     default:
       g_assert_not_reached ();
     }
@@ -322,7 +329,8 @@ test_types (void)
 
   for (t = TLSPYO_FRAME_HELLO; t <= TLSPYO_FRAME_TYPE_LAST; t++)
     g_assert_cmpint (tlspyo_frame_type_has_body (t), ==,
-                     t == TLSPYO_FRAME_OBJECT || t == TLSPYO_FRAME_DELIVER);
+                     t == TLSPYO_FRAME_OBJECT || t == TLSPYO_FRAME_DELIVER ||
+                     t == TLSPYO_FRAME_PRODUCED);
 
   g_assert_cmpstr (tlspyo_frame_type_to_string (TLSPYO_FRAME_HELLO), ==, "HELLO");
   g_assert_cmpstr (tlspyo_frame_type_to_string (TLSPYO_FRAME_OBJECT), ==, "OBJECT");

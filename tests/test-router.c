@@ -14,6 +14,7 @@ typedef struct
   const char *peer;
   char       *group;
   GBytes     *object;
+  TlspyoRouterDelivery kind;
 } Delivery;
 
 typedef struct
@@ -50,14 +51,16 @@ drop_free (gpointer data)
 }
 
 static void
-record_delivery (gpointer    peer_data,
-                 const char *group,
-                 GBytes     *object,
-                 gpointer    user_data)
+record_delivery (gpointer              peer_data,
+                 const char           *group,
+                 GBytes               *object,
+                 TlspyoRouterDelivery  kind,
+                 gpointer              user_data)
 {
   Recorder *rec = user_data;
   Delivery *d = g_new0 (Delivery, 1);
 
+  d->kind = kind;
   d->peer = peer_data;
   d->group = g_strdup (group);
   d->object = g_bytes_ref (object);
@@ -1002,6 +1005,41 @@ count_free (gpointer data)
   (*(guint *) data)++;
 }
 
+/* Each delivery says why it was made: an endpoint counts down its credit
+ * on CREDIT deliveries only, to ask for the rest again after reconnecting. */
+static void
+test_delivery_kinds (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  const char *groups[] = { "g", NULL };
+  g_autoptr(GBytes) b = object_new ("b");
+  g_autoptr(GBytes) p1 = object_new ("p1");
+  g_autoptr(GBytes) p2 = object_new ("p2");
+  g_autoptr(GBytes) p3 = object_new ("p3");
+  TlspyoRouterPeer *a;
+  TlspyoRouterPeer *late;
+  static const TlspyoRouterDelivery expected[] = {
+    TLSPYO_ROUTER_BROADCAST, TLSPYO_ROUTER_CREDIT, TLSPYO_ROUTER_ALL,
+    TLSPYO_ROUTER_ALL, TLSPYO_ROUTER_BROADCAST,
+  };
+
+  a = tlspyo_router_join (rec->router, (gpointer) "a", groups, NULL);
+  tlspyo_router_broadcast (rec->router, "g", b);
+  tlspyo_router_notify (rec->router, a, "g", 1);
+  tlspyo_router_produce (rec->router, "g", p1, 1);
+  tlspyo_router_produce (rec->router, "g", p2, 1);
+  tlspyo_router_produce (rec->router, "g", p3, 1);
+  tlspyo_router_notify (rec->router, a, "g", -1);
+  late = tlspyo_router_join (rec->router, (gpointer) "late", groups, NULL);
+
+  g_assert_cmpuint (rec->deliveries->len, ==, G_N_ELEMENTS (expected));
+  for (guint i = 0; i < G_N_ELEMENTS (expected); i++)
+    g_assert_cmpint (((Delivery *) g_ptr_array_index (rec->deliveries, i))->kind, ==, expected[i]);
+  assert_deliveries (rec, "a:g:b", "a:g:p1", "a:g:p2", "a:g:p3", "late:g:b", NULL);
+  tlspyo_router_leave (rec->router, a);
+  tlspyo_router_leave (rec->router, late);
+}
+
 static void
 test_free_with_state (void)
 {
@@ -1070,6 +1108,7 @@ main (int    argc,
   g_test_add_func ("/router/route/undeclared", test_route_undeclared);
   g_test_add_func ("/router/introspection/unknown", test_introspection_unknown);
   g_test_add_func ("/router/free/with-state", test_free_with_state);
+  g_test_add_func ("/router/delivery/kinds", test_delivery_kinds);
 
   return g_test_run ();
 }

@@ -10,6 +10,7 @@
 #include "tlspyo-credentials.h"
 #include "tlspyo-enums.h"
 #include "tlspyo-error.h"
+#include "tlspyo-keepalive-private.h"
 #include "tlspyo-tls-private.h"
 #include "tlspyo-wait-private.h"
 #include "tlspyo-worker-private.h"
@@ -56,6 +57,7 @@
 #define DEFAULT_HOST "127.0.0.1"
 #define DEFAULT_PORT 2096
 #define DEFAULT_HANDSHAKE_TIMEOUT 10
+#define DEFAULT_KEEPALIVE_INTERVAL 15.0
 
 typedef struct _EndpointCore EndpointCore;
 
@@ -64,6 +66,7 @@ typedef struct {
   GBytes          *meta;     /* serialized */
   GBytes          *data;
   GBytes          *trailer;
+  char            *credit_group;  /* a NOTIFY with positive credit: its group */
 } OutItem;
 
 typedef struct {
@@ -95,6 +98,7 @@ struct _TlspyoEndpoint {
   double            stop_timeout;
   guint             handshake_timeout;
   guint64           max_object_size;
+  double            keepalive_interval;
 
   /* state shared with the worker, under the mutex */
   gboolean          running;
@@ -106,6 +110,7 @@ struct _TlspyoEndpoint {
   GQueue            received;      /* GVariant */
   GQueue            pop_requests;  /* PopRequest */
   GHashTable       *dest_cache;    /* "b" or "p" + group -> serialized OBJECT metadata */
+  GHashTable       *credit;        /* group -> gint64*: notified, not yet used by the relay */
   guint             pending_dispatch;
   GThread          *owner_thread;
   GMainContext     *owner_context;
@@ -133,12 +138,14 @@ enum {
   PROP_STOP_TIMEOUT,
   PROP_HANDSHAKE_TIMEOUT,
   PROP_MAX_OBJECT_SIZE,
+  PROP_KEEPALIVE_INTERVAL,
   PROP_CONNECTED,
   N_PROPS
 };
 
 enum {
   SIGNAL_OBJECT_RECEIVED,
+  SIGNAL_ACTION_REFUSED,
   N_SIGNALS
 };
 
@@ -153,6 +160,7 @@ out_item_free (gpointer data)
   g_clear_pointer (&item->meta, g_bytes_unref);
   g_clear_pointer (&item->data, g_bytes_unref);
   g_clear_pointer (&item->trailer, g_bytes_unref);
+  g_free (item->credit_group);
   g_free (item);
 }
 
@@ -307,6 +315,19 @@ endpoint_receive (TlspyoEndpoint *self,
   complete_pop_requests (completed);
 }
 
+static void
+endpoint_use_credit (TlspyoEndpoint *self,
+                     const char     *group)
+{
+  gint64 *credit;
+
+  g_mutex_lock (&self->mutex);
+  credit = g_hash_table_lookup (self->credit, group);
+  if (credit != NULL && *credit > 0 && --*credit == 0)
+    g_hash_table_remove (self->credit, group);
+  g_mutex_unlock (&self->mutex);
+}
+
 /* The worker side of an endpoint: one connection at a time, and the
  * reconnection loop. Runs on the worker thread only. */
 
@@ -336,6 +357,7 @@ struct _EndpointCore {
   double            factor;
   double            jitter;
   guint64           max_object_size;
+  double            keepalive_interval;
 
   GSocketClient    *client;
   GSocket          *socket;  /* of the current attempt, for its I/O timeout */
@@ -349,6 +371,7 @@ struct _EndpointCore {
   char             *peer;
   guint64           n_sent;   /* frames that need an ACK, on this connection */
   guint64           n_acked;
+  TlspyoKeepalive   keepalive;
 };
 
 static void core_connect (EndpointCore *core);
@@ -387,7 +410,9 @@ is_refusal (const GError *error)
           error->code == TLSPYO_ERROR_GROUP_REFUSED ||
           error->code == TLSPYO_ERROR_CREDENTIALS ||
           error->code == TLSPYO_ERROR_PROTOCOL ||
-          error->code == TLSPYO_ERROR_INVALID_ARGUMENT);
+          error->code == TLSPYO_ERROR_INVALID_ARGUMENT ||
+          error->code == TLSPYO_ERROR_LIMIT ||
+          error->code == TLSPYO_ERROR_PERMISSION_DENIED);
 }
 
 static gboolean
@@ -441,6 +466,58 @@ core_attempt_failed (EndpointCore *core,
     }
   g_mutex_unlock (&self->mutex);
   core_schedule_retry (core);
+}
+
+static OutItem *
+credit_item_new (const char *group,
+                 gint32      count)
+{
+  OutItem *item = g_new0 (OutItem, 1);
+
+  item->type = TLSPYO_FRAME_NOTIFY;
+  item->meta = tlspyo_frame_serialize_meta (TLSPYO_FRAME_NOTIFY,
+                                            g_variant_new ("(si)", group, count));
+  item->credit_group = g_strdup (group);
+  return item;
+}
+
+/* A new connection starts with no credit at the relay: what this endpoint
+ * has notified and not yet received (self->credit) is announced again, first,
+ * in place of the positive NOTIFYs still waiting to go, which it includes. */
+static void
+core_restore_credit (EndpointCore *core)
+{
+  TlspyoEndpoint *self = core->endpoint;
+  GHashTableIter iter;
+  gpointer key, value;
+  GList *l, *next;
+
+  g_mutex_lock (&self->mutex);
+  for (l = self->outgoing.head; l != NULL; l = next)
+    {
+      OutItem *item = l->data;
+
+      next = l->next;
+      if (item->credit_group != NULL)
+        {
+          out_item_free (item);
+          g_queue_delete_link (&self->outgoing, l);
+        }
+    }
+  g_hash_table_iter_init (&iter, self->credit);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      gint64 credit = *(gint64 *) value;
+
+      while (credit > 0)
+        {
+          gint32 n = (gint32) MIN (credit, G_MAXINT32);
+
+          g_queue_push_head (&self->outgoing, credit_item_new (key, n));
+          credit -= n;
+        }
+    }
+  g_mutex_unlock (&self->mutex);
 }
 
 static void
@@ -566,8 +643,14 @@ handle_welcome (EndpointCore      *core,
     g_socket_set_timeout (core->socket, 0);
   tlspyo_connection_set_limits (core->conn, TLSPYO_FRAME_MAX_META, core->max_object_size,
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_DELIVER) |
+                                TLSPYO_FRAME_BIT (TLSPYO_FRAME_PRODUCED) |
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_ACK) |
+                                TLSPYO_FRAME_BIT (TLSPYO_FRAME_PING) |
+                                TLSPYO_FRAME_BIT (TLSPYO_FRAME_PONG) |
+                                TLSPYO_FRAME_BIT (TLSPYO_FRAME_DENIED) |
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_BYE));
+  /* Instead of the I/O timeout: silence is fine, a dead relay is not. */
+  tlspyo_keepalive_start (&core->keepalive, core->conn, core->keepalive_interval);
 
   g_mutex_lock (&self->mutex);
   self->connected = TRUE;
@@ -582,6 +665,7 @@ handle_welcome (EndpointCore      *core,
     post_to_owner (self->owner_context, notify_connected_cb, d);
   }
   g_debug ("Connected to %s", core->peer);
+  core_restore_credit (core);
   core_send_pending (core);
   return TRUE;
 }
@@ -610,6 +694,61 @@ handle_ack (EndpointCore      *core,
   return TRUE;
 }
 
+/* Issue 6: the relay did not carry out an action (a right the endpoint's
+ * user lacks, a limit): the object or notify_ready went nowhere. Logged,
+ * and announced on the owner's context. The connection goes on. */
+typedef struct {
+  GWeakRef     endpoint;
+  char        *group;
+  TlspyoError  code;
+  char        *reason;
+} Denial;
+
+static void
+denial_free (gpointer data)
+{
+  Denial *d = data;
+
+  g_weak_ref_clear (&d->endpoint);
+  g_free (d->group);
+  g_free (d->reason);
+  g_free (d);
+}
+
+static gboolean
+action_refused_cb (gpointer data)
+{
+  Denial *d = data;
+  g_autoptr(TlspyoEndpoint) self = g_weak_ref_get (&d->endpoint);
+
+  if (self != NULL)
+    g_signal_emit (self, signals[SIGNAL_ACTION_REFUSED], 0, d->group, d->code, d->reason);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+handle_denied (EndpointCore      *core,
+               const TlspyoFrame *frame)
+{
+  TlspyoEndpoint *self = core->endpoint;
+  Denial *d = g_new0 (Denial, 1);
+  GSource *source;
+  guint32 code;
+
+  g_variant_get (frame->meta, "(uss)", &code, &d->group, &d->reason);
+  d->code = code == TLSPYO_ERROR_LIMIT ? TLSPYO_ERROR_LIMIT : TLSPYO_ERROR_PERMISSION_DENIED;
+  g_weak_ref_init (&d->endpoint, self);
+  g_warning ("The relay at %s refused an action of this endpoint in group '%s': %s",
+             core->peer, d->group, d->reason);
+
+  source = g_idle_source_new ();
+  g_source_set_callback (source, action_refused_cb, d, denial_free);
+  g_source_set_static_name (source, "[tlspyo] endpoint action refused");
+  g_source_attach (source, self->owner_context);
+  g_source_unref (source);
+  return TRUE;
+}
+
 static gboolean
 core_frame_cb (TlspyoConnection  *conn,
                const TlspyoFrame *frame,
@@ -630,7 +769,8 @@ core_frame_cb (TlspyoConnection  *conn,
 
         g_variant_get (frame->meta, "(u&s)", &code, &reason);
         if (code != TLSPYO_ERROR_AUTHENTICATION && code != TLSPYO_ERROR_GROUP_REFUSED &&
-            code != TLSPYO_ERROR_INVALID_ARGUMENT)
+            code != TLSPYO_ERROR_INVALID_ARGUMENT && code != TLSPYO_ERROR_LIMIT &&
+            code != TLSPYO_ERROR_PERMISSION_DENIED)
           code = TLSPYO_ERROR_PROTOCOL;
         return core_fail (core, code, "The relay refused this endpoint: %s", reason);
       }
@@ -647,8 +787,31 @@ core_frame_cb (TlspyoConnection  *conn,
         endpoint_receive (core->endpoint, object, group);
         return TRUE;
       }
+    case TLSPYO_FRAME_PRODUCED:
+      {
+        const char *group;
+        gboolean used_credit;
+        g_autoptr(GError) error = NULL;
+        GVariant *object = tlspyo_object_from_body (frame->body, &error);
+
+        if (object == NULL)
+          return core_fail (core, TLSPYO_ERROR_PROTOCOL, "The relay at %s sent a bad object: %s",
+                            core->peer, error->message);
+        g_variant_get (frame->meta, "(&sb)", &group, &used_credit);
+        if (used_credit)
+          endpoint_use_credit (core->endpoint, group);
+        endpoint_receive (core->endpoint, object, group);
+        return TRUE;
+      }
     case TLSPYO_FRAME_ACK:
       return handle_ack (core, frame);
+    case TLSPYO_FRAME_DENIED:
+      return handle_denied (core, frame);  /* issue 6 */
+    case TLSPYO_FRAME_PING:
+      tlspyo_keepalive_answer (conn, frame);
+      return TRUE;
+    case TLSPYO_FRAME_PONG:
+      return TRUE;  /* core_read_done_cb counts it as a sign of life */
     case TLSPYO_FRAME_BYE:
       {
         const char *reason;
@@ -672,6 +835,8 @@ core_closed_cb (TlspyoConnection *conn,
   TlspyoEndpoint *self = core->endpoint;
   gboolean was_connected;
   guint lost;
+
+  tlspyo_keepalive_stop (&core->keepalive);
 
   g_mutex_lock (&self->mutex);
   was_connected = self->connected;
@@ -708,9 +873,18 @@ core_closed_cb (TlspyoConnection *conn,
   core_schedule_retry (core);
 }
 
+static void
+core_read_done_cb (TlspyoConnection *conn,
+                   gpointer          user_data)
+{
+  EndpointCore *core = user_data;
+
+  tlspyo_keepalive_alive (&core->keepalive);
+}
+
 static const TlspyoConnectionCallbacks core_callbacks = {
   core_frame_cb,
-  NULL,
+  core_read_done_cb,
   core_closed_cb,
 };
 
@@ -849,6 +1023,7 @@ core_shutdown_cb (gpointer data)
   EndpointCore *core = data;
 
   core->stopped = TRUE;
+  tlspyo_keepalive_stop (&core->keepalive);
   g_cancellable_cancel (core->cancellable);
   if (core->retry_timer != NULL)
     {
@@ -890,12 +1065,14 @@ tlspyo_endpoint_init (TlspyoEndpoint *self)
   self->stop_timeout = 10.0;
   self->handshake_timeout = DEFAULT_HANDSHAKE_TIMEOUT;
   self->max_object_size = TLSPYO_DEFAULT_MAX_OBJECT_SIZE;
+  self->keepalive_interval = DEFAULT_KEEPALIVE_INTERVAL;
   g_queue_init (&self->outgoing);
   g_queue_init (&self->inflight);
   g_queue_init (&self->received);
   g_queue_init (&self->pop_requests);
   self->dest_cache = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                             (GDestroyNotify) g_bytes_unref);
+  self->credit = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
 }
 
 static void
@@ -966,6 +1143,7 @@ tlspyo_endpoint_finalize (GObject *object)
   g_queue_clear_full (&self->received, (GDestroyNotify) g_variant_unref);
   g_clear_pointer (&self->owner_context, g_main_context_unref);
   g_hash_table_unref (self->dest_cache);
+  g_hash_table_unref (self->credit);
   g_mutex_clear (&self->mutex);
   g_cond_clear (&self->cond);
 
@@ -1027,6 +1205,9 @@ tlspyo_endpoint_get_property (GObject    *object,
       break;
     case PROP_MAX_OBJECT_SIZE:
       g_value_set_uint64 (value, self->max_object_size);
+      break;
+    case PROP_KEEPALIVE_INTERVAL:
+      g_value_set_double (value, self->keepalive_interval);
       break;
     case PROP_CONNECTED:
       g_value_set_boolean (value, self->connected);
@@ -1134,6 +1315,9 @@ tlspyo_endpoint_set_property (GObject      *object,
     case PROP_MAX_OBJECT_SIZE:
       changed = self->max_object_size != g_value_get_uint64 (value);
       self->max_object_size = g_value_get_uint64 (value);
+      break;
+    case PROP_KEEPALIVE_INTERVAL:
+      changed = set_double (&self->keepalive_interval, value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -1319,6 +1503,21 @@ tlspyo_endpoint_class_init (TlspyoEndpointClass *klass)
                          TLSPYO_DEFAULT_MAX_OBJECT_SIZE, rw);
 
   /**
+   * TlspyoEndpoint:keepalive-interval:
+   *
+   * Seconds of silence from the relay after which the endpoint sends it a
+   * PING; when the relay sends nothing, not even the answer, for two
+   * intervals, the connection is dead (half-open TCP, a frozen relay, an
+   * unplugged cable) and the endpoint reconnects. 0 disables it. Read by
+   * [method@Tlspyo.Endpoint.start].
+   *
+   * Since: 0.1
+   */
+  properties[PROP_KEEPALIVE_INTERVAL] =
+    g_param_spec_double ("keepalive-interval", NULL, NULL, 0.0, 86400.0,
+                         DEFAULT_KEEPALIVE_INTERVAL, rw);
+
+  /**
    * TlspyoEndpoint:connected:
    *
    * Whether the endpoint is connected, authenticated and joined right now.
@@ -1351,6 +1550,27 @@ tlspyo_endpoint_class_init (TlspyoEndpointClass *klass)
                   G_SIGNAL_RUN_LAST | G_SIGNAL_DETAILED,
                   0, g_signal_accumulator_true_handled, NULL, NULL,
                   G_TYPE_BOOLEAN, 2, G_TYPE_VARIANT, G_TYPE_STRING);
+
+  /**
+   * TlspyoEndpoint::action-refused:
+   * @self: the endpoint
+   * @group: the group of the action
+   * @code: why: %TLSPYO_ERROR_PERMISSION_DENIED (the endpoint's
+   *   [property@Tlspyo.Endpoint:user] lacks the right) or
+   *   %TLSPYO_ERROR_LIMIT (a limit of the relay, such as
+   *   [property@Tlspyo.Relay:max-queued-bytes])
+   * @reason: the relay's reason, in words
+   *
+   * The relay refused something this endpoint sent: an object (it went to
+   * none of its destinations) or a [method@Tlspyo.Endpoint.notify_ready].
+   * The connection stays up. The refusal is also logged as a warning.
+   *
+   * Since: 0.1
+   */
+  signals[SIGNAL_ACTION_REFUSED] =
+    g_signal_new ("action-refused", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 3, G_TYPE_STRING, TLSPYO_TYPE_ERROR,
+                  G_TYPE_STRING);
 }
 
 /**
@@ -1455,6 +1675,7 @@ tlspyo_endpoint_start (TlspyoEndpoint  *self,
   core->factor = self->reconnect_factor;
   core->jitter = self->reconnect_jitter;
   core->max_object_size = self->max_object_size;
+  core->keepalive_interval = self->keepalive_interval;
   core->peer = strchr (self->host, ':') ? g_strdup_printf ("[%s]:%u", self->host, self->port)
                                         : g_strdup_printf ("%s:%u", self->host, self->port);
   core->client = g_socket_client_new ();
@@ -1655,12 +1876,17 @@ tlspyo_endpoint_stop (TlspyoEndpoint *self)
                "not have been delivered", undelivered);
 }
 
+/* @credit_group: for a NOTIFY of positive @credit, its group, remembered
+ * with the credit in the same locked step as the frame is queued, so that
+ * core_restore_credit() sees both or neither. */
 static gboolean
-enqueue (TlspyoEndpoint   *self,
-         TlspyoFrameType   type,
-         GBytes           *meta,
-         GVariant         *object,
-         GError          **error)
+enqueue_full (TlspyoEndpoint   *self,
+              TlspyoFrameType   type,
+              GBytes           *meta,
+              GVariant         *object,
+              const char       *credit_group,
+              int               credit,
+              GError          **error)
 {
   OutItem *item = g_new0 (OutItem, 1);
   EndpointCore *core;
@@ -1697,12 +1923,35 @@ enqueue (TlspyoEndpoint   *self,
     }
 
   g_mutex_lock (&self->mutex);
+  if (credit_group != NULL)
+    {
+      gint64 *total = g_hash_table_lookup (self->credit, credit_group);
+
+      if (total == NULL)
+        {
+          total = g_new0 (gint64, 1);
+          g_hash_table_insert (self->credit, g_strdup (credit_group), total);
+        }
+      /* Saturate as the relay does. */
+      *total = *total > G_MAXINT64 - credit ? G_MAXINT64 : *total + credit;
+      item->credit_group = g_strdup (credit_group);
+    }
   g_queue_push_tail (&self->outgoing, item);
   core = self->core;
   if (core != NULL && g_atomic_int_compare_and_exchange (&core->kick_pending, 0, 1))
     tlspyo_worker_invoke (self->worker, kick_cb, core_ref (core), (GDestroyNotify) core_unref);
   g_mutex_unlock (&self->mutex);
   return TRUE;
+}
+
+static gboolean
+enqueue (TlspyoEndpoint   *self,
+         TlspyoFrameType   type,
+         GBytes           *meta,
+         GVariant         *object,
+         GError          **error)
+{
+  return enqueue_full (self, type, meta, object, NULL, 0, error);
 }
 
 static GVariant *
@@ -1923,6 +2172,11 @@ fail:
  * to endpoints with credit in FIFO order, fairly among them. The relay
  * ignores it for a group this endpoint is not in.
  *
+ * Positive credit the relay has not used yet is remembered by the endpoint
+ * and announced again when it reconnects (after a lost connection or a
+ * relay restart), so a consumer waiting in [method@Tlspyo.Endpoint.pop]
+ * still gets its objects. A negative count is not remembered.
+ *
  * Returns: %TRUE if the notification was queued for sending
  *
  * Since: 0.1
@@ -1945,10 +2199,13 @@ tlspyo_endpoint_notify_ready (TlspyoEndpoint  *self,
                            "everything queued now");
       return FALSE;
     }
-  return enqueue (self, TLSPYO_FRAME_NOTIFY,
-                  tlspyo_frame_serialize_meta (TLSPYO_FRAME_NOTIFY,
-                                               g_variant_new ("(si)", group, (gint32) count)),
-                  NULL, error);
+  /* Positive credit is remembered until used, and asked for again after a
+   * reconnection; -1 means "what is queued now", which a new connection
+   * would not mean the same. */
+  return enqueue_full (self, TLSPYO_FRAME_NOTIFY,
+                       tlspyo_frame_serialize_meta (TLSPYO_FRAME_NOTIFY,
+                                                    g_variant_new ("(si)", group, (gint32) count)),
+                       NULL, count > 0 ? group : NULL, count, error);
 }
 
 static gboolean

@@ -36,6 +36,12 @@ G_BEGIN_DECLS
  * @TLSPYO_ERROR_TIMED_OUT: the operation did not complete within its timeout.
  * @TLSPYO_ERROR_NETWORK: a network failure: the port is in use, the host
  *   cannot be reached or resolved.
+ * @TLSPYO_ERROR_LIMIT: the relay refused a connection or an action because
+ *   it reached one of its limits (too many connections, from this address
+ *   or in all; too many failed authentications from this address; too many
+ *   groups; too many bytes queued in a group). Retrying later may work.
+ * @TLSPYO_ERROR_PERMISSION_DENIED: the endpoint's user has no right to do
+ *   this in this group (join, broadcast, produce or consume).
  *
  * Error codes in the %TLSPYO_ERROR domain. This enumeration may be extended
  * in later versions.
@@ -52,6 +58,8 @@ typedef enum {
   TLSPYO_ERROR_CLOSED,
   TLSPYO_ERROR_TIMED_OUT,
   TLSPYO_ERROR_NETWORK,
+  TLSPYO_ERROR_LIMIT,
+  TLSPYO_ERROR_PERMISSION_DENIED,
 } TlspyoError;
 
 TLSPYO_AVAILABLE_IN_ALL

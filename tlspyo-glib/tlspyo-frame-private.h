@@ -32,9 +32,13 @@ typedef enum {
   TLSPYO_FRAME_ACK       = 8,  /* relay -> endpoint  (t)     frames handled since WELCOME */
   TLSPYO_FRAME_DELIVER   = 9,  /* relay -> endpoint  (s)     group; body: object */
   TLSPYO_FRAME_BYE       = 10, /* either way         (s)     reason; then the sender closes */
+  TLSPYO_FRAME_PING      = 11, /* either way         (t)     token; answered by PONG */
+  TLSPYO_FRAME_PONG      = 12, /* either way         (t)     the PING's token */
+  TLSPYO_FRAME_PRODUCED  = 13, /* relay -> endpoint  (sb)    group, used credit; body: object */
+  TLSPYO_FRAME_DENIED    = 14, /* relay -> endpoint  (uss)   TlspyoError code, group, reason */
 } TlspyoFrameType;
 
-#define TLSPYO_FRAME_TYPE_LAST TLSPYO_FRAME_BYE
+#define TLSPYO_FRAME_TYPE_LAST TLSPYO_FRAME_DENIED
 #define TLSPYO_FRAME_BIT(t) (1u << (t))
 #define TLSPYO_FRAME_MASK_ALL (((1u << (TLSPYO_FRAME_TYPE_LAST + 1)) - 1) & ~1u)
 

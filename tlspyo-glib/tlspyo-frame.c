@@ -26,6 +26,10 @@ static const struct {
   [TLSPYO_FRAME_ACK]       = { "ACK",       "(t)",     FALSE },
   [TLSPYO_FRAME_DELIVER]   = { "DELIVER",   "(s)",     TRUE  },
   [TLSPYO_FRAME_BYE]       = { "BYE",       "(s)",     FALSE },
+  [TLSPYO_FRAME_PING]      = { "PING",      "(t)",     FALSE },
+  [TLSPYO_FRAME_PONG]      = { "PONG",      "(t)",     FALSE },
+  [TLSPYO_FRAME_PRODUCED]  = { "PRODUCED",  "(sb)",    TRUE  },
+  [TLSPYO_FRAME_DENIED]    = { "DENIED",    "(uss)",   FALSE },
 };
 
 G_STATIC_ASSERT (G_N_ELEMENTS (frame_types) == TLSPYO_FRAME_TYPE_LAST + 1);

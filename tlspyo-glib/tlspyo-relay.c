@@ -4,11 +4,13 @@
 #include <string.h>
 
 #include "tlspyo-relay.h"
+#include "tlspyo-relay-private.h"
 #include "tlspyo-auth-private.h"
 #include "tlspyo-connection-private.h"
 #include "tlspyo-credentials.h"
 #include "tlspyo-enums.h"
 #include "tlspyo-error.h"
+#include "tlspyo-keepalive-private.h"
 #include "tlspyo-router-private.h"
 #include "tlspyo-tls-private.h"
 #include "tlspyo-worker-private.h"
@@ -45,7 +47,34 @@
 
 #define DEFAULT_PORT 2096
 #define DEFAULT_HANDSHAKE_TIMEOUT 10
-#define MAX_GROUPS_PER_ENDPOINT 1024
+#define DEFAULT_KEEPALIVE_INTERVAL 15.0
+
+/* Limits against hostile peers (issue 6, docs/security.md), with defaults
+ * safe for a relay on the Internet. */
+#define DEFAULT_MAX_CONNECTIONS             1024
+#define DEFAULT_MAX_CONNECTIONS_PER_ADDRESS 64
+#define DEFAULT_MAX_AUTH_FAILURES           10
+#define DEFAULT_AUTH_BLOCK_TIME             600   /* seconds */
+#define DEFAULT_AUTH_FAILURE_DELAY          100   /* milliseconds, doubled per failure */
+#define MAX_AUTH_FAILURE_DELAY              5000  /* milliseconds */
+#define DEFAULT_MAX_GROUPS_PER_ENDPOINT     64
+#define DEFAULT_MAX_QUEUED_BYTES            ((guint64) 1024 * 1024 * 1024)
+/* Connections held past a limit only to tell the peer why they are
+ * refused; beyond these, one over a limit is closed without a word. */
+#define MAX_REFUSING                        64
+/* Log lines about refusals per second; the others are counted. */
+#define REFUSAL_LOG_BURST                   20
+
+/* 0 means no limit, except for the times. */
+typedef struct {
+  guint   max_connections;
+  guint   max_connections_per_address;
+  guint   max_auth_failures;
+  guint   auth_block_time;
+  guint   auth_failure_delay;
+  guint   max_groups_per_endpoint;
+  guint64 max_queued_bytes;
+} RelayLimits;
 
 typedef struct _RelayCore RelayCore;
 
@@ -67,7 +96,10 @@ struct _TlspyoRelay {
   GTlsCertificate  *certificate;
   guint64           max_object_size;
   guint             handshake_timeout;
+  double            keepalive_interval;
   GArray           *rules;  /* of GroupRule */
+  gboolean          no_listen;  /* tlspyo_relay_set_listening() */
+  RelayLimits       limits;
 
   TlspyoWorker     *worker;
   RelayCore        *core;
@@ -85,6 +117,15 @@ enum {
   PROP_CERTIFICATE,
   PROP_MAX_OBJECT_SIZE,
   PROP_HANDSHAKE_TIMEOUT,
+  PROP_KEEPALIVE_INTERVAL,
+  /* limits (issue 6) */
+  PROP_MAX_CONNECTIONS,
+  PROP_MAX_CONNECTIONS_PER_ADDRESS,
+  PROP_MAX_AUTH_FAILURES,
+  PROP_AUTH_BLOCK_TIME,
+  PROP_AUTH_FAILURE_DELAY,
+  PROP_MAX_GROUPS_PER_ENDPOINT,
+  PROP_MAX_QUEUED_BYTES,
   N_PROPS
 };
 
@@ -125,6 +166,13 @@ typedef struct {
   guint8             relay_nonce[TLSPYO_AUTH_NONCE_SIZE];
   guint64            handled;
   guint64            acked;
+  TlspyoKeepalive    keepalive;
+
+  /* Limits */
+  char              *address_key;  /* what per-address limits count by */
+  gboolean           counted;      /* against the connection limits */
+  char              *over_limit;   /* refused at HELLO, for this reason */
+  GSource           *delay_timer;  /* delays the answer to a failed authentication */
 } RelayPeer;
 
 typedef struct {
@@ -144,10 +192,21 @@ struct _RelayCore {
   guint            iterations;
   guint64          max_object_size;
   guint            handshake_timeout;
+  double           keepalive_interval;
   GHashTable      *peers;
   GHashTable      *deliver_meta;  /* group -> serialized DELIVER metadata */
   gint             n_joined;  /* read from other threads */
   gboolean         stopped;
+  gboolean         no_listen;
+
+  /* Limits */
+  RelayLimits      limits;
+  GHashTable      *addresses;  /* address key -> AddressState */
+  guint            n_counted;
+  guint            n_refusing;
+  gint64           log_window;
+  guint            log_count;
+  guint            log_suppressed;
 
   /* start() arguments and results */
   char            *address;
@@ -172,6 +231,7 @@ relay_core_unref (RelayCore *core)
     return;
   g_assert (g_hash_table_size (core->peers) == 0);
   g_hash_table_unref (core->peers);
+  g_hash_table_unref (core->addresses);
   g_hash_table_unref (core->deliver_meta);
   g_clear_pointer (&core->router, tlspyo_router_free);
   g_clear_object (&core->service);
@@ -301,6 +361,50 @@ router_deliver (gpointer    peer_data,
                                      core_deliver_meta (peer->core, group), object, NULL);
 }
 
+/* The PRODUCED metadata, cached with DELIVER's: "\x01" cannot start a
+ * group name, so the keys never collide. */
+static GBytes *
+core_produced_meta (RelayCore  *core,
+                    const char *group,
+                    gboolean    credit)
+{
+  g_autofree char *key = g_strdup_printf ("\x01%c%s", credit ? 'c' : 'a', group);
+  GBytes *meta = g_hash_table_lookup (core->deliver_meta, key);
+
+  if (meta == NULL)
+    {
+      if (g_hash_table_size (core->deliver_meta) >= 4096)
+        g_hash_table_remove_all (core->deliver_meta);
+      meta = tlspyo_frame_serialize_meta (TLSPYO_FRAME_PRODUCED,
+                                          g_variant_new ("(sb)", group, credit));
+      g_hash_table_insert (core->deliver_meta, g_steal_pointer (&key), meta);
+    }
+  return meta;
+}
+
+/* Produced objects travel as PRODUCED, saying whether they used credit, so
+ * that the endpoint knows what credit it still has and can ask for it again
+ * after reconnecting. Only broadcasts reach a peer still joining. */
+static void
+router_deliver_cb (gpointer              peer_data,
+                   const char           *group,
+                   GBytes               *object,
+                   TlspyoRouterDelivery  kind,
+                   gpointer              user_data)
+{
+  RelayPeer *peer = peer_data;
+
+  if (kind == TLSPYO_ROUTER_BROADCAST || peer->state != PEER_JOINED)
+    {
+      router_deliver (peer_data, group, object, user_data);
+      return;
+    }
+  tlspyo_connection_send_serialized (peer->conn, TLSPYO_FRAME_PRODUCED,
+                                     core_produced_meta (peer->core, group,
+                                                         kind == TLSPYO_ROUTER_CREDIT),
+                                     object, NULL);
+}
+
 static void
 router_drop (const char *group,
              const char *reason,
@@ -309,9 +413,163 @@ router_drop (const char *group,
   g_debug ("Dropped an object for group '%s': %s", group, reason);
 }
 
+/* Limits. Per source address: open connections, and failed
+ * authentications, which are forgotten auth-block-time after the last one. */
+
+typedef struct {
+  guint  n_connections;
+  guint  failures;
+  gint64 last_failure;   /* monotonic µs */
+  gint64 blocked_until;  /* monotonic µs; 0 when not blocked */
+} AddressState;
+
+static AddressState *
+core_address (RelayCore  *core,
+              const char *key)
+{
+  AddressState *state = g_hash_table_lookup (core->addresses, key);
+  gint64 now = g_get_monotonic_time ();
+
+  if (state == NULL)
+    {
+      state = g_new0 (AddressState, 1);
+      g_hash_table_insert (core->addresses, g_strdup (key), state);
+    }
+  if (state->failures > 0 &&
+      now - state->last_failure > (gint64) core->limits.auth_block_time * G_USEC_PER_SEC)
+    {
+      state->failures = 0;
+      state->blocked_until = 0;
+    }
+  return state;
+}
+
+/* Drops what no longer matters. Also sweeps the table when it grows, so
+ * that failures from many addresses cannot fill memory. */
+static void
+core_address_forget (RelayCore  *core,
+                     const char *key)
+{
+  AddressState *state = core_address (core, key);
+
+  if (state->n_connections == 0 && state->failures == 0)
+    g_hash_table_remove (core->addresses, key);
+
+  if (g_hash_table_size (core->addresses) > 4 * MAX (core->limits.max_connections, 1024))
+    {
+      GHashTableIter iter;
+      gpointer k;
+
+      g_hash_table_iter_init (&iter, core->addresses);
+      while (g_hash_table_iter_next (&iter, &k, (gpointer *) &state))
+        {
+          gint64 age = g_get_monotonic_time () - state->last_failure;
+
+          if (state->n_connections == 0 &&
+              (state->failures == 0 ||
+               age > (gint64) core->limits.auth_block_time * G_USEC_PER_SEC))
+            g_hash_table_iter_remove (&iter);
+        }
+    }
+}
+
+static void core_log_limit (RelayCore  *core,
+                            const char *format,
+                            ...) G_GNUC_PRINTF (2, 3);
+
+/* A log line for a limit hit, at most REFUSAL_LOG_BURST a second: a flood
+ * of connections must not become a flood of log lines. */
+static void
+core_log_limit (RelayCore  *core,
+                const char *format,
+                ...)
+{
+  gint64 now = g_get_monotonic_time ();
+  g_autofree char *message = NULL;
+  va_list args;
+
+  if (now - core->log_window >= G_USEC_PER_SEC)
+    {
+      if (core->log_suppressed > 0)
+        g_message ("%u more limit refusals were not logged", core->log_suppressed);
+      core->log_window = now;
+      core->log_count = 0;
+      core->log_suppressed = 0;
+    }
+  if (core->log_count >= REFUSAL_LOG_BURST)
+    {
+      core->log_suppressed++;
+      return;
+    }
+  core->log_count++;
+  va_start (args, format);
+  message = g_strdup_vprintf (format, args);
+  va_end (args);
+  g_message ("%s", message);
+}
+
+/* Why a new connection from @key cannot be served now, or NULL. */
+static char *
+core_check_connection_limits (RelayCore  *core,
+                              const char *address,
+                              const char *key)
+{
+  AddressState *state = core_address (core, key);
+  gint64 now = g_get_monotonic_time ();
+
+  if (state->blocked_until > now)
+    return g_strdup_printf ("too many failed authentications from %s: connections from it "
+                            "are refused for another %" G_GINT64_FORMAT " s",
+                            key, (state->blocked_until - now) / G_USEC_PER_SEC + 1);
+  if (core->limits.max_connections > 0 && core->n_counted >= core->limits.max_connections)
+    return g_strdup_printf ("the relay has reached its limit of %u connections "
+                            "(max-connections): try again later",
+                            core->limits.max_connections);
+  if (core->limits.max_connections_per_address > 0 &&
+      state->n_connections >= core->limits.max_connections_per_address)
+    return g_strdup_printf ("%s already has %u connections to the relay, its limit "
+                            "(max-connections-per-address): close some, or have the "
+                            "operator raise the limit",
+                            key, state->n_connections);
+  return NULL;
+}
+
+/* A failed authentication from @peer's address: counted, and answered
+ * after a delay that doubles with each failure, so that guessing a
+ * password is slow even over many connections; at max-auth-failures the
+ * address is refused for auth-block-time. Returns the delay in ms. */
+static guint
+core_auth_failed (RelayCore *core,
+                  RelayPeer *peer)
+{
+  AddressState *state = core_address (core, peer->address_key);
+  guint delay;
+
+  state->failures++;
+  state->last_failure = g_get_monotonic_time ();
+  if (core->limits.max_auth_failures > 0 && state->failures >= core->limits.max_auth_failures &&
+      state->blocked_until == 0)
+    {
+      state->blocked_until = state->last_failure +
+                             (gint64) core->limits.auth_block_time * G_USEC_PER_SEC;
+      g_message ("%u failed authentications from %s: refusing its connections for %u s",
+                 state->failures, peer->address_key, core->limits.auth_block_time);
+    }
+  else
+    core_log_limit (core, "Failed authentication from %s (%u from this address)",
+                    peer->address, state->failures);
+
+  if (core->limits.auth_failure_delay == 0)
+    return 0;
+  delay = core->limits.auth_failure_delay << MIN (state->failures - 1, 16u);
+  /* Below the handshake timeout, so that the refusal gets there. */
+  return MIN (delay, MIN ((guint) MAX_AUTH_FAILURE_DELAY, core->handshake_timeout * 500));
+}
+
 static void
 peer_free (RelayPeer *peer)
 {
+  tlspyo_keepalive_stop (&peer->keepalive);
   if (peer->handshake_timer != NULL)
     {
       g_source_destroy (peer->handshake_timer);
@@ -326,6 +584,22 @@ peer_free (RelayPeer *peer)
   g_clear_object (&peer->stream);
   g_clear_pointer (&peer->conn, tlspyo_connection_unref);
   g_clear_pointer (&peer->early, g_ptr_array_unref);
+  if (peer->delay_timer != NULL)
+    {
+      g_source_destroy (peer->delay_timer);
+      g_source_unref (peer->delay_timer);
+    }
+  if (peer->counted)
+    {
+      core_address (peer->core, peer->address_key)->n_connections--;
+      peer->core->n_counted--;
+    }
+  if (peer->over_limit != NULL)
+    peer->core->n_refusing--;
+  if (peer->address_key != NULL)
+    core_address_forget (peer->core, peer->address_key);
+  g_free (peer->over_limit);
+  g_free (peer->address_key);
   g_free (peer->address);
   g_free (peer);
 }
@@ -337,7 +611,7 @@ peer_refuse (RelayPeer   *peer,
 {
   g_autoptr(GError) error = g_error_new_literal (TLSPYO_ERROR, code, reason);
 
-  g_message ("Refused endpoint %s: %s", peer->address, reason);
+  g_debug ("Refused endpoint %s: %s", peer->address, reason);
   peer->refused = TRUE;
   core_emit (peer->core, SIGNAL_ENDPOINT_REFUSED, peer->address, NULL, code, reason);
   tlspyo_connection_send (peer->conn, TLSPYO_FRAME_REFUSED,
@@ -378,6 +652,11 @@ handle_hello (RelayPeer         *peer,
   gsize len;
   const guint8 *data;
 
+  /* Over a limit at accept time: the refusal waits for HELLO, so that the
+   * endpoint reads it (closing on unread data would reset the connection). */
+  if (peer->over_limit != NULL)
+    return peer_refuse (peer, TLSPYO_ERROR_LIMIT, peer->over_limit);
+
   g_variant_get (frame->meta, "(u@ay)", &version, &nonce);
   if (version != TLSPYO_PROTOCOL_VERSION)
     return peer_protocol_error (peer, "Endpoint %s speaks protocol version %u, this relay speaks %u",
@@ -405,6 +684,38 @@ handle_hello (RelayPeer         *peer,
 }
 
 static gboolean
+auth_delay_cb (gpointer user_data)
+{
+  RelayPeer *peer = user_data;
+
+  g_clear_pointer (&peer->delay_timer, g_source_unref);
+  peer_refuse (peer, TLSPYO_ERROR_AUTHENTICATION,
+               "Authentication failed: the endpoint does not know the relay's password");
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+peer_auth_failed (RelayPeer *peer)
+{
+  guint delay = core_auth_failed (peer->core, peer);
+
+  if (delay == 0)
+    {
+      auth_delay_cb (peer);
+      return FALSE;
+    }
+
+  /* Nothing but a goodbye is read meanwhile. */
+  tlspyo_connection_set_limits (peer->conn, TLSPYO_FRAME_MAX_META_HANDSHAKE, 0,
+                                TLSPYO_FRAME_BIT (TLSPYO_FRAME_BYE));
+  peer->delay_timer = g_timeout_source_new (delay);
+  g_source_set_callback (peer->delay_timer, auth_delay_cb, peer, NULL);
+  g_source_set_static_name (peer->delay_timer, "[tlspyo] authentication failure delay");
+  g_source_attach (peer->delay_timer, g_main_context_get_thread_default ());
+  return TRUE;
+}
+
+static gboolean
 handle_auth (RelayPeer         *peer,
              const TlspyoFrame *frame)
 {
@@ -422,16 +733,22 @@ handle_auth (RelayPeer         *peer,
   tlspyo_auth_proof (core->key, TLSPYO_AUTH_ROLE_ENDPOINT, peer->endpoint_nonce,
                      peer->relay_nonce, expected);
   if (len != TLSPYO_AUTH_PROOF_SIZE || !tlspyo_auth_equal (proof, expected, sizeof expected))
-    return peer_refuse (peer, TLSPYO_ERROR_AUTHENTICATION,
-                        "Authentication failed: the endpoint does not know the relay's password");
+    return peer_auth_failed (peer);
 
   n_groups = g_strv_length ((char **) groups);
   if (n_groups == 0)
     return peer_refuse (peer, TLSPYO_ERROR_INVALID_ARGUMENT,
                         "The endpoint has no group: give it at least one");
-  if (n_groups > MAX_GROUPS_PER_ENDPOINT)
-    return peer_refuse (peer, TLSPYO_ERROR_GROUP_REFUSED,
-                        "The endpoint asks for more than 1024 groups");
+  if (core->limits.max_groups_per_endpoint > 0 && n_groups > core->limits.max_groups_per_endpoint)
+    {
+      g_autofree char *reason =
+        g_strdup_printf ("the endpoint asks for %" G_GSIZE_FORMAT " groups, more than the "
+                         "relay's limit of %u (max-groups-per-endpoint)",
+                         n_groups, core->limits.max_groups_per_endpoint);
+
+      core_log_limit (core, "Refused %s: %s", peer->address, reason);
+      return peer_refuse (peer, TLSPYO_ERROR_LIMIT, reason);
+    }
   for (gsize i = 0; i < n_groups; i++)
     if (!tlspyo_group_name_check (groups[i], &error))
       return peer_refuse (peer, TLSPYO_ERROR_GROUP_REFUSED, error->message);
@@ -457,6 +774,8 @@ handle_auth (RelayPeer         *peer,
   tlspyo_connection_set_limits (peer->conn, TLSPYO_FRAME_MAX_META, core->max_object_size,
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_OBJECT) |
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_NOTIFY) |
+                                TLSPYO_FRAME_BIT (TLSPYO_FRAME_PING) |
+                                TLSPYO_FRAME_BIT (TLSPYO_FRAME_PONG) |
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_BYE));
   for (guint i = 0; i < peer->early->len; i++)
     {
@@ -465,8 +784,59 @@ handle_auth (RelayPeer         *peer,
     }
   g_ptr_array_set_size (peer->early, 0);
 
-  g_message ("Endpoint %s joined", peer->address);
+  g_debug ("Endpoint %s joined", peer->address);
   core_emit (core, SIGNAL_ENDPOINT_CONNECTED, peer->address, groups, 0, NULL);
+  return TRUE;
+}
+
+/* Issue 6: an action the relay does not carry out (a right the user lacks,
+ * a limit reached). The endpoint is told, with DENIED; the connection goes
+ * on. The log line never holds the object. */
+static void
+peer_deny (RelayPeer   *peer,
+           TlspyoError  code,
+           const char  *group,
+           const char  *reason)
+{
+  core_log_limit (peer->core, "Denied %s: %s", peer->address, reason);
+  tlspyo_connection_send (peer->conn, TLSPYO_FRAME_DENIED,
+                          g_variant_new ("(uss)", (guint32) code, group, reason), NULL, NULL);
+}
+
+/* Whether an object may go to all of @destinations; it goes to all or to
+ * none. Otherwise the endpoint is told why. */
+static gboolean
+peer_may_route (RelayPeer *peer,
+                GVariant  *destinations,
+                GBytes    *object)
+{
+  RelayCore *core = peer->core;
+  GVariantIter iter;
+  const char *group;
+  gint32 count;
+
+  g_variant_iter_init (&iter, destinations);
+  while (g_variant_iter_next (&iter, "{&si}", &group, &count))
+    {
+      guint64 queued;
+
+      if (count < 0 || core->limits.max_queued_bytes == 0)
+        continue;
+      /* One object always fits, so a limit below the object size does not
+       * stop a group for good. */
+      queued = tlspyo_router_get_queued_bytes (core->router, group);
+      if (queued > 0 && queued + g_bytes_get_size (object) > core->limits.max_queued_bytes)
+        {
+          g_autofree char *reason =
+            g_strdup_printf ("group '%s' already holds %" G_GUINT64_FORMAT " bytes of "
+                             "produced objects, the relay's limit (max-queued-bytes) is %"
+                             G_GUINT64_FORMAT ": the object was dropped; consumers must "
+                             "catch up", group, queued, core->limits.max_queued_bytes);
+
+          peer_deny (peer, TLSPYO_ERROR_LIMIT, group, reason);
+          return FALSE;
+        }
+    }
   return TRUE;
 }
 
@@ -491,6 +861,8 @@ handle_object (RelayPeer         *peer,
                                     peer->address, group);
     }
   peer->handled++;
+  if (!peer_may_route (peer, destinations, frame->body))  /* rights and limits: issue 6 */
+    return TRUE;
   tlspyo_router_route (peer->core->router, destinations, frame->body);
   return TRUE;
 }
@@ -542,6 +914,15 @@ peer_frame_cb (TlspyoConnection  *conn,
       if (peer->state != PEER_JOINED)
         break;
       return handle_notify (peer, frame);
+    case TLSPYO_FRAME_PING:
+      if (peer->state != PEER_JOINED)
+        break;
+      tlspyo_keepalive_answer (peer->conn, frame);
+      return TRUE;
+    case TLSPYO_FRAME_PONG:
+      if (peer->state != PEER_JOINED)
+        break;
+      return TRUE;  /* read_done counts it as a sign of life */
     case TLSPYO_FRAME_BYE:
       {
         g_autoptr(GError) bye = g_error_new (TLSPYO_ERROR, TLSPYO_ERROR_CLOSED,
@@ -563,6 +944,15 @@ peer_read_done_cb (TlspyoConnection *conn,
                    gpointer          user_data)
 {
   RelayPeer *peer = user_data;
+
+  if (peer->state == PEER_JOINED)
+    {
+      /* Watched from the first read after joining on: before, the
+       * handshake timeout bounds the connection. */
+      if (peer->keepalive.timer == NULL && peer->core->keepalive_interval > 0)
+        tlspyo_keepalive_start (&peer->keepalive, conn, peer->core->keepalive_interval);
+      tlspyo_keepalive_alive (&peer->keepalive);
+    }
 
   /* One acknowledgement for everything handled in this read. */
   if (peer->state == PEER_JOINED && peer->handled != peer->acked)
@@ -586,11 +976,13 @@ peer_closed_cb (TlspyoConnection *conn,
       tlspyo_router_leave (core->router, peer->router_peer);
       peer->router_peer = NULL;
       g_atomic_int_add (&core->n_joined, -1);
-      g_message ("Endpoint %s left: %s", peer->address, error->message);
+      g_debug ("Endpoint %s left: %s", peer->address, error->message);
       /* Dropped for what it sent (malformed frame, object over the limit):
-       * say why, as for a connection that had not joined. A plain close or
-       * a lost connection (CLOSED) is not a refusal. */
-      if (error->domain != TLSPYO_ERROR || error->code != TLSPYO_ERROR_CLOSED)
+       * say why, as for a connection that had not joined. A plain close, a
+       * lost connection (CLOSED) or a dead one (TIMED_OUT, from the
+       * keepalive) is not a refusal. */
+      if (error->domain != TLSPYO_ERROR ||
+          (error->code != TLSPYO_ERROR_CLOSED && error->code != TLSPYO_ERROR_TIMED_OUT))
         core_emit (core, SIGNAL_ENDPOINT_REFUSED, peer->address, NULL,
                    error->domain == TLSPYO_ERROR ? error->code : TLSPYO_ERROR_PROTOCOL,
                    error->message);
@@ -599,7 +991,7 @@ peer_closed_cb (TlspyoConnection *conn,
   else if (!peer->refused)
     {
       /* Refusals were announced when they were sent. */
-      g_message ("Connection from %s ended before it joined: %s", peer->address, error->message);
+      g_debug ("Connection from %s ended before it joined: %s", peer->address, error->message);
       core_emit (core, SIGNAL_ENDPOINT_REFUSED, peer->address, NULL,
                  error->domain == TLSPYO_ERROR ? error->code : TLSPYO_ERROR_PROTOCOL,
                  error->message);
@@ -750,8 +1142,31 @@ peek_cb (GSocket      *socket,
   return G_SOURCE_REMOVE;
 }
 
+/* What per-address limits count by: the IP address, or for IPv6 its /64
+ * (one host usually has a whole /64 to pick addresses from). */
 static char *
-describe_address (GSocketConnection *connection)
+address_key (GInetAddress *inet)
+{
+  const guint8 *bytes = g_inet_address_to_bytes (inet);
+  static const guint8 v4_mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+  g_autoptr(GInetAddress) prefix = NULL;
+  g_autofree char *text = NULL;
+  guint8 masked[16];
+
+  if (g_inet_address_get_family (inet) != G_SOCKET_FAMILY_IPV6)
+    return g_inet_address_to_string (inet);
+  if (memcmp (bytes, v4_mapped, sizeof v4_mapped) == 0)
+    return g_strdup_printf ("%u.%u.%u.%u", bytes[12], bytes[13], bytes[14], bytes[15]);
+  memcpy (masked, bytes, 8);
+  memset (masked + 8, 0, 8);
+  prefix = g_inet_address_new_from_bytes (masked, G_SOCKET_FAMILY_IPV6);
+  text = g_inet_address_to_string (prefix);
+  return g_strdup_printf ("%s/64", text);
+}
+
+static char *
+describe_address (GSocketConnection  *connection,
+                  char              **key)
 {
   g_autoptr(GSocketAddress) address = g_socket_connection_get_remote_address (connection, NULL);
 
@@ -760,30 +1175,52 @@ describe_address (GSocketConnection *connection)
       GInetSocketAddress *inet = G_INET_SOCKET_ADDRESS (address);
       g_autofree char *ip = g_inet_address_to_string (g_inet_socket_address_get_address (inet));
 
+      *key = address_key (g_inet_socket_address_get_address (inet));
       if (g_socket_address_get_family (address) == G_SOCKET_FAMILY_IPV6)
         return g_strdup_printf ("[%s]:%u", ip, g_inet_socket_address_get_port (inet));
       return g_strdup_printf ("%s:%u", ip, g_inet_socket_address_get_port (inet));
     }
+  *key = g_strdup ("unknown");
   return g_strdup ("unknown");
 }
 
-static gboolean
-incoming_cb (GSocketService    *service,
-             GSocketConnection *connection,
-             GObject           *source_object,
-             gpointer           user_data)
+/* A new connection, from a socket (@socket set: its first byte is peeked
+ * to tell TLS from plain TCP) or from any stream (tests and fuzzing). */
+static void
+core_add_peer (RelayCore  *core,
+               GIOStream  *stream,
+               GSocket    *socket,
+               const char *address,
+               const char *address_key)
 {
-  RelayCore *core = user_data;
+  g_autofree char *over_limit = core_check_connection_limits (core, address, address_key);
   RelayPeer *peer;
 
-  if (core->stopped)
-    return TRUE;
-
-  tlspyo_tls_set_nodelay (connection);
+  if (over_limit != NULL && core->n_refusing >= MAX_REFUSING)
+    {
+      /* Too many to explain each: drop it before spending anything on it. */
+      core_log_limit (core, "Closed the connection from %s at once: %s", address, over_limit);
+      core_address_forget (core, address_key);
+      g_io_stream_close (stream, NULL, NULL);
+      return;
+    }
 
   peer = g_new0 (RelayPeer, 1);
   peer->core = core;
-  peer->address = describe_address (connection);
+  peer->address = g_strdup (address);
+  peer->address_key = g_strdup (address_key);
+  if (over_limit != NULL)
+    {
+      core_log_limit (core, "Refusing %s: %s", address, over_limit);
+      peer->over_limit = g_steal_pointer (&over_limit);
+      core->n_refusing++;
+    }
+  else
+    {
+      peer->counted = TRUE;
+      core->n_counted++;
+      core_address (core, address_key)->n_connections++;
+    }
   peer->cancellable = g_cancellable_new ();
   peer->early = g_ptr_array_new_with_free_func (early_delivery_free);
   g_hash_table_add (core->peers, peer);
@@ -793,23 +1230,41 @@ incoming_cb (GSocketService    *service,
   g_source_set_static_name (peer->handshake_timer, "[tlspyo] handshake timeout");
   g_source_attach (peer->handshake_timer, g_main_context_get_thread_default ());
 
-  if (core->certificate != NULL)
+  /* The base stream, until TLS replaces it. */
+  peer->stream = g_object_ref (stream);
+  if (core->certificate != NULL && socket != NULL)
     {
-      /* The base stream, until TLS replaces it. */
       peer->state = PEER_TLS_HANDSHAKE;
-      peer->stream = g_object_ref (G_IO_STREAM (connection));
-      peer->peek_source = g_socket_create_source (g_socket_connection_get_socket (connection),
-                                                  G_IO_IN | G_IO_HUP | G_IO_ERR, NULL);
+      peer->peek_source = g_socket_create_source (socket, G_IO_IN | G_IO_HUP | G_IO_ERR, NULL);
       g_source_set_callback (peer->peek_source, G_SOURCE_FUNC (peek_cb), peer, NULL);
       g_source_set_static_name (peer->peek_source, "[tlspyo] first byte");
       g_source_attach (peer->peek_source, g_main_context_get_thread_default ());
     }
-  else
+  else if (core->certificate != NULL)
     {
-      peer->stream = g_object_ref (G_IO_STREAM (connection));
-      peer_start_protocol (peer, peer->stream);
+      peer->state = PEER_TLS_HANDSHAKE;
+      peer_start_tls (peer);
     }
+  else
+    peer_start_protocol (peer, peer->stream);
+}
 
+static gboolean
+incoming_cb (GSocketService    *service,
+             GSocketConnection *connection,
+             GObject           *source_object,
+             gpointer           user_data)
+{
+  RelayCore *core = user_data;
+  g_autofree char *address = NULL;
+  g_autofree char *key = NULL;
+
+  if (core->stopped)
+    return TRUE;
+  tlspyo_tls_set_nodelay (connection);
+  address = describe_address (connection, &key);
+  core_add_peer (core, G_IO_STREAM (connection), g_socket_connection_get_socket (connection),
+                 address, key);
   return TRUE;
 }
 
@@ -823,6 +1278,8 @@ core_start_cb (gpointer data)
 
   core->service = g_socket_service_new ();
 
+  if (core->no_listen)
+    return G_SOURCE_REMOVE;  /* fed by tlspyo_relay_accept_stream() only */
   if (core->address != NULL)
     {
       address = g_inet_socket_address_new_from_string (core->address, core->port);
@@ -950,6 +1407,14 @@ tlspyo_relay_init (TlspyoRelay *self)
   self->security = TLSPYO_SECURITY_TLS;
   self->max_object_size = TLSPYO_DEFAULT_MAX_OBJECT_SIZE;
   self->handshake_timeout = DEFAULT_HANDSHAKE_TIMEOUT;
+  self->keepalive_interval = DEFAULT_KEEPALIVE_INTERVAL;
+  self->limits.max_connections = DEFAULT_MAX_CONNECTIONS;
+  self->limits.max_connections_per_address = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS;
+  self->limits.max_auth_failures = DEFAULT_MAX_AUTH_FAILURES;
+  self->limits.auth_block_time = DEFAULT_AUTH_BLOCK_TIME;
+  self->limits.auth_failure_delay = DEFAULT_AUTH_FAILURE_DELAY;
+  self->limits.max_groups_per_endpoint = DEFAULT_MAX_GROUPS_PER_ENDPOINT;
+  self->limits.max_queued_bytes = DEFAULT_MAX_QUEUED_BYTES;
   self->rules = g_array_new (FALSE, TRUE, sizeof (GroupRule));
   g_array_set_clear_func (self->rules, group_rule_clear);
 }
@@ -1014,9 +1479,44 @@ tlspyo_relay_get_property (GObject    *object,
     case PROP_HANDSHAKE_TIMEOUT:
       g_value_set_uint (value, self->handshake_timeout);
       break;
+    case PROP_KEEPALIVE_INTERVAL:
+      g_value_set_double (value, self->keepalive_interval);
+      break;
+    /* limits (issue 6) */
+    case PROP_MAX_CONNECTIONS:
+      g_value_set_uint (value, self->limits.max_connections);
+      break;
+    case PROP_MAX_CONNECTIONS_PER_ADDRESS:
+      g_value_set_uint (value, self->limits.max_connections_per_address);
+      break;
+    case PROP_MAX_AUTH_FAILURES:
+      g_value_set_uint (value, self->limits.max_auth_failures);
+      break;
+    case PROP_AUTH_BLOCK_TIME:
+      g_value_set_uint (value, self->limits.auth_block_time);
+      break;
+    case PROP_AUTH_FAILURE_DELAY:
+      g_value_set_uint (value, self->limits.auth_failure_delay);
+      break;
+    case PROP_MAX_GROUPS_PER_ENDPOINT:
+      g_value_set_uint (value, self->limits.max_groups_per_endpoint);
+      break;
+    case PROP_MAX_QUEUED_BYTES:
+      g_value_set_uint64 (value, self->limits.max_queued_bytes);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
+}
+
+static gboolean
+set_uint (guint        *field,
+          const GValue *value)
+{
+  guint old = *field;
+
+  *field = g_value_get_uint (value);
+  return old != *field;
 }
 
 static void
@@ -1064,6 +1564,33 @@ tlspyo_relay_set_property (GObject      *object,
     case PROP_HANDSHAKE_TIMEOUT:
       changed = self->handshake_timeout != g_value_get_uint (value);
       self->handshake_timeout = g_value_get_uint (value);
+      break;
+    case PROP_KEEPALIVE_INTERVAL:
+      changed = self->keepalive_interval != g_value_get_double (value);
+      self->keepalive_interval = g_value_get_double (value);
+      break;
+    /* limits (issue 6) */
+    case PROP_MAX_CONNECTIONS:
+      changed = set_uint (&self->limits.max_connections, value);
+      break;
+    case PROP_MAX_CONNECTIONS_PER_ADDRESS:
+      changed = set_uint (&self->limits.max_connections_per_address, value);
+      break;
+    case PROP_MAX_AUTH_FAILURES:
+      changed = set_uint (&self->limits.max_auth_failures, value);
+      break;
+    case PROP_AUTH_BLOCK_TIME:
+      changed = set_uint (&self->limits.auth_block_time, value);
+      break;
+    case PROP_AUTH_FAILURE_DELAY:
+      changed = set_uint (&self->limits.auth_failure_delay, value);
+      break;
+    case PROP_MAX_GROUPS_PER_ENDPOINT:
+      changed = set_uint (&self->limits.max_groups_per_endpoint, value);
+      break;
+    case PROP_MAX_QUEUED_BYTES:
+      changed = self->limits.max_queued_bytes != g_value_get_uint64 (value);
+      self->limits.max_queued_bytes = g_value_get_uint64 (value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -1181,6 +1708,127 @@ tlspyo_relay_class_init (TlspyoRelayClass *klass)
   properties[PROP_HANDSHAKE_TIMEOUT] =
     g_param_spec_uint ("handshake-timeout", NULL, NULL, 1, 3600, DEFAULT_HANDSHAKE_TIMEOUT,
                        G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * TlspyoRelay:keepalive-interval:
+   *
+   * Seconds of silence from a joined endpoint after which the relay sends
+   * it a PING; an endpoint that sends nothing, not even the answer, for two
+   * intervals is dropped as dead (half-open TCP, frozen process). Endpoints
+   * ping the relay the same way with their own interval. 0 disables it.
+   * Read by [method@Tlspyo.Relay.start].
+   *
+   * Since: 0.1
+   */
+  properties[PROP_KEEPALIVE_INTERVAL] =
+    g_param_spec_double ("keepalive-interval", NULL, NULL, 0.0, 86400.0,
+                         DEFAULT_KEEPALIVE_INTERVAL,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /* Limits (issue 6). docs/security.md says which attack each one bounds. */
+
+  /**
+   * TlspyoRelay:max-connections:
+   *
+   * How many connections the relay holds at once, authenticated or not. A
+   * connection over the limit is refused with %TLSPYO_ERROR_LIMIT, and the
+   * others are not affected. 0: no limit. Read by [method@Tlspyo.Relay.start].
+   *
+   * Since: 0.1
+   */
+  properties[PROP_MAX_CONNECTIONS] =
+    g_param_spec_uint ("max-connections", NULL, NULL, 0, G_MAXUINT, DEFAULT_MAX_CONNECTIONS,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * TlspyoRelay:max-connections-per-address:
+   *
+   * How many connections one source address may hold at once (for IPv6,
+   * one /64 network). Over it, the new connection is refused with
+   * %TLSPYO_ERROR_LIMIT. 0: no limit. Read by [method@Tlspyo.Relay.start].
+   *
+   * Since: 0.1
+   */
+  properties[PROP_MAX_CONNECTIONS_PER_ADDRESS] =
+    g_param_spec_uint ("max-connections-per-address", NULL, NULL, 0, G_MAXUINT,
+                       DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * TlspyoRelay:max-auth-failures:
+   *
+   * Failed authentications from one source address (for IPv6, one /64)
+   * after which the relay refuses every new connection from it, with
+   * %TLSPYO_ERROR_LIMIT, for [property@Tlspyo.Relay:auth-block-time]. A
+   * failure is forgotten that long after the last one. 0: never refuse
+   * (the delay of [property@Tlspyo.Relay:auth-failure-delay] still applies).
+   * Read by [method@Tlspyo.Relay.start].
+   *
+   * Since: 0.1
+   */
+  properties[PROP_MAX_AUTH_FAILURES] =
+    g_param_spec_uint ("max-auth-failures", NULL, NULL, 0, G_MAXUINT, DEFAULT_MAX_AUTH_FAILURES,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * TlspyoRelay:auth-block-time:
+   *
+   * Seconds an address is refused once it reached
+   * [property@Tlspyo.Relay:max-auth-failures], and after which its failed
+   * authentications are forgotten. Read by [method@Tlspyo.Relay.start].
+   *
+   * Since: 0.1
+   */
+  properties[PROP_AUTH_BLOCK_TIME] =
+    g_param_spec_uint ("auth-block-time", NULL, NULL, 1, 7 * 86400, DEFAULT_AUTH_BLOCK_TIME,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * TlspyoRelay:auth-failure-delay:
+   *
+   * Milliseconds the relay waits before it answers a failed
+   * authentication, doubled for each earlier failure from the same
+   * address (up to 5 s, and half the
+   * [property@Tlspyo.Relay:handshake-timeout]): guessing passwords is slow
+   * even over many connections. A successful one is never delayed. 0: no
+   * delay. Read by [method@Tlspyo.Relay.start].
+   *
+   * Since: 0.1
+   */
+  properties[PROP_AUTH_FAILURE_DELAY] =
+    g_param_spec_uint ("auth-failure-delay", NULL, NULL, 0, MAX_AUTH_FAILURE_DELAY,
+                       DEFAULT_AUTH_FAILURE_DELAY,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * TlspyoRelay:max-groups-per-endpoint:
+   *
+   * How many groups one endpoint may join. An endpoint that asks for more
+   * is refused with %TLSPYO_ERROR_LIMIT. 0: no limit (the handshake's
+   * 4 KiB metadata still bounds the list). Read by [method@Tlspyo.Relay.start].
+   *
+   * Since: 0.1
+   */
+  properties[PROP_MAX_GROUPS_PER_ENDPOINT] =
+    g_param_spec_uint ("max-groups-per-endpoint", NULL, NULL, 0, G_MAXUINT,
+                       DEFAULT_MAX_GROUPS_PER_ENDPOINT,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * TlspyoRelay:max-queued-bytes:
+   *
+   * How many bytes of produced objects one group's queue may hold (an
+   * object queued many times in a row counts once). A produced object that
+   * does not fit is dropped and its sender told, with
+   * [signal@Tlspyo.Endpoint::action-refused] and %TLSPYO_ERROR_LIMIT; an
+   * object always fits an empty queue. 0: no limit. Read by
+   * [method@Tlspyo.Relay.start].
+   *
+   * Since: 0.1
+   */
+  properties[PROP_MAX_QUEUED_BYTES] =
+    g_param_spec_uint64 ("max-queued-bytes", NULL, NULL, 0, G_MAXUINT64, DEFAULT_MAX_QUEUED_BYTES,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
@@ -1380,13 +2028,17 @@ tlspyo_relay_start (TlspyoRelay  *self,
   core->peers = g_hash_table_new_full (NULL, NULL, (GDestroyNotify) peer_free, NULL);
   core->deliver_meta = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                               (GDestroyNotify) g_bytes_unref);
-  core->router = tlspyo_router_new (router_deliver, router_drop, core);
+  core->router = tlspyo_router_new (router_deliver_cb, router_drop, core);
   core->certificate = g_steal_pointer (&certificate);
   core->max_object_size = self->max_object_size;
   core->handshake_timeout = self->handshake_timeout;
+  core->keepalive_interval = self->keepalive_interval;
   core->iterations = TLSPYO_AUTH_DEFAULT_ITERATIONS;
   core->address = g_strdup (self->address);
   core->port = self->port;
+  core->no_listen = self->no_listen;
+  core->limits = self->limits;
+  core->addresses = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   tlspyo_auth_random (core->salt, sizeof core->salt);
   if (!tlspyo_auth_secret_get_key (self->secret, core->salt, sizeof core->salt,
                                    core->iterations, core->key, error))
@@ -1419,7 +2071,7 @@ tlspyo_relay_start (TlspyoRelay  *self,
   self->port = core->bound_port;
   g_mutex_unlock (&self->mutex);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PORT]);
-  g_message ("Relay listening on %s port %u (%s)",
+  g_debug ("Relay listening on %s port %u (%s)",
              core->address ? core->address : "every interface", core->bound_port,
              core->certificate ? "TLS" : "plain TCP");
   return TRUE;
@@ -1513,4 +2165,81 @@ tlspyo_relay_get_n_connections (TlspyoRelay *self)
   g_return_val_if_fail (TLSPYO_IS_RELAY (self), 0);
   locker = g_mutex_locker_new (&self->mutex);
   return self->core ? (guint) g_atomic_int_get (&self->core->n_joined) : 0;
+}
+
+/* Private: tests and fuzzing drive the protocol over any stream. */
+
+void
+tlspyo_relay_set_listening (TlspyoRelay *self,
+                            gboolean     listening)
+{
+  g_return_if_fail (TLSPYO_IS_RELAY (self));
+
+  g_mutex_lock (&self->mutex);
+  self->no_listen = !listening;
+  g_mutex_unlock (&self->mutex);
+}
+
+typedef struct {
+  RelayCore *core;
+  GIOStream *stream;
+  char      *address;
+  guint      n_peers;
+} StreamCall;
+
+static gboolean
+core_accept_stream_cb (gpointer data)
+{
+  StreamCall *call = data;
+
+  if (!call->core->stopped)
+    core_add_peer (call->core, call->stream, NULL, call->address, call->address);
+  return G_SOURCE_REMOVE;
+}
+
+void
+tlspyo_relay_accept_stream (TlspyoRelay *self,
+                            GIOStream   *stream,
+                            const char  *address)
+{
+  StreamCall call = { NULL, stream, (char *) address, 0 };
+
+  g_return_if_fail (TLSPYO_IS_RELAY (self));
+  g_return_if_fail (G_IS_IO_STREAM (stream));
+  g_return_if_fail (address != NULL);
+
+  g_mutex_lock (&self->mutex);
+  call.core = self->core ? relay_core_ref (self->core) : NULL;
+  g_mutex_unlock (&self->mutex);
+  g_return_if_fail (call.core != NULL);
+
+  tlspyo_worker_invoke_sync (self->worker, core_accept_stream_cb, &call);
+  relay_core_unref (call.core);
+}
+
+static gboolean
+core_count_peers_cb (gpointer data)
+{
+  StreamCall *call = data;
+
+  call->n_peers = g_hash_table_size (call->core->peers);
+  return G_SOURCE_REMOVE;
+}
+
+guint
+tlspyo_relay_get_n_peers (TlspyoRelay *self)
+{
+  StreamCall call = { NULL, NULL, NULL, 0 };
+
+  g_return_val_if_fail (TLSPYO_IS_RELAY (self), 0);
+
+  g_mutex_lock (&self->mutex);
+  call.core = self->core ? relay_core_ref (self->core) : NULL;
+  g_mutex_unlock (&self->mutex);
+  if (call.core == NULL)
+    return 0;
+
+  tlspyo_worker_invoke_sync (self->worker, core_count_peers_cb, &call);
+  relay_core_unref (call.core);
+  return call.n_peers;
 }

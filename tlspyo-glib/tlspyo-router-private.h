@@ -13,12 +13,21 @@ G_BEGIN_DECLS
 typedef struct _TlspyoRouter     TlspyoRouter;
 typedef struct _TlspyoRouterPeer TlspyoRouterPeer;
 
+/* Why an object goes to a peer. The peer counts its credit down on
+ * CREDIT only, so that it can ask for the rest again after reconnecting. */
+typedef enum {
+  TLSPYO_ROUTER_BROADCAST = 0,  /* a broadcast, or the latest one on joining */
+  TLSPYO_ROUTER_CREDIT    = 1,  /* a produced object, for one unit of credit */
+  TLSPYO_ROUTER_ALL       = 2,  /* a produced object, for a notify of -1 */
+} TlspyoRouterDelivery;
+
 /* One object for one peer, through @group. @object is borrowed: the callee
  * refs it if it keeps it (the same GBytes goes to every recipient). */
-typedef void (*TlspyoRouterDeliverFunc) (gpointer     peer_data,
-                                         const char  *group,
-                                         GBytes      *object,
-                                         gpointer     user_data);
+typedef void (*TlspyoRouterDeliverFunc) (gpointer              peer_data,
+                                         const char           *group,
+                                         GBytes               *object,
+                                         TlspyoRouterDelivery  kind,
+                                         gpointer              user_data);
 
 /* An object the router had to discard: sent to a group the relay does not
  * accept, or pushed out of a full queue by max_consumables. */
@@ -68,6 +77,10 @@ guint             tlspyo_router_get_n_members    (TlspyoRouter         *router,
 guint64           tlspyo_router_get_n_dropped    (TlspyoRouter         *router,
                                                   const char           *group);
 gboolean          tlspyo_router_has_latest       (TlspyoRouter         *router,
+                                                  const char           *group);
+
+/* For the relay's max-queued-bytes (issue 6). */
+guint64           tlspyo_router_get_queued_bytes (TlspyoRouter         *router,
                                                   const char           *group);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (TlspyoRouter, tlspyo_router_free)

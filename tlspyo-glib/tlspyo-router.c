@@ -33,6 +33,7 @@ struct _Group
 
   GQueue    queue;          /* QueuedRun*, oldest first */
   guint64   queue_length;   /* sum of the runs' n */
+  guint64   queue_bytes;    /* sum of the runs' object sizes (issue 6: max-queued-bytes) */
   GBytes   *latest;
 
   /* Both hold only links embedded in Membership: joining, leaving and
@@ -126,6 +127,7 @@ group_enqueue (Group   *group,
       run->object = g_bytes_ref (object);
       run->n = n;
       g_queue_push_tail (&group->queue, run);
+      group->queue_bytes += g_bytes_get_size (object);
     }
   group->queue_length += n;
 }
@@ -147,6 +149,7 @@ group_dequeue (Group *group)
   g_queue_pop_head (&group->queue);
   object = g_steal_pointer (&run->object);
   g_free (run);
+  group->queue_bytes -= g_bytes_get_size (object);
 
   return object;
 }
@@ -172,6 +175,7 @@ group_discard_oldest (Group   *group,
       if (run->n == 0)
         {
           g_queue_pop_head (&group->queue);
+          group->queue_bytes -= g_bytes_get_size (run->object);
           queued_run_free (run);
         }
     }
@@ -292,7 +296,8 @@ router_serve_ready_head (TlspyoRouter *router,
   else
     m->in_ready = FALSE;
 
-  router->deliver (m->peer->peer_data, group->name, object, router->user_data);
+  router->deliver (m->peer->peer_data, group->name, object, TLSPYO_ROUTER_CREDIT,
+                   router->user_data);
 }
 
 static void
@@ -476,7 +481,8 @@ tlspyo_router_join (TlspyoRouter       *router,
       Group *group = peer->memberships[i].group;
 
       if (group->latest != NULL)
-        router->deliver (peer_data, group->name, group->latest, router->user_data);
+        router->deliver (peer_data, group->name, group->latest, TLSPYO_ROUTER_BROADCAST,
+                         router->user_data);
     }
 
   return peer;
@@ -565,7 +571,8 @@ tlspyo_router_broadcast (TlspyoRouter *router,
     {
       Membership *m = l->data;
 
-      router->deliver (m->peer->peer_data, group->name, object, router->user_data);
+      router->deliver (m->peer->peer_data, group->name, object, TLSPYO_ROUTER_BROADCAST,
+                       router->user_data);
     }
 
   /* Ref before unref: @object may already be the latest. */
@@ -643,7 +650,8 @@ tlspyo_router_notify (TlspyoRouter     *router,
         {
           g_autoptr(GBytes) object = group_dequeue (group);
 
-          router->deliver (peer->peer_data, group->name, object, router->user_data);
+          router->deliver (peer->peer_data, group->name, object, TLSPYO_ROUTER_ALL,
+                           router->user_data);
         }
       return;
     }
@@ -719,4 +727,20 @@ tlspyo_router_has_latest (TlspyoRouter *router,
   group = router_lookup (router, group_name);
 
   return group != NULL && group->latest != NULL;
+}
+
+/* Bytes held by @group's queue: each object once, however many copies of
+ * it are queued in a row. */
+guint64
+tlspyo_router_get_queued_bytes (TlspyoRouter *router,
+                                const char   *group_name)
+{
+  Group *group;
+
+  g_return_val_if_fail (router != NULL, 0);
+  g_return_val_if_fail (group_name != NULL, 0);
+
+  group = router_lookup (router, group_name);
+
+  return group != NULL ? group->queue_bytes : 0;
 }

@@ -68,10 +68,10 @@ def test_config_values_are_used(cli, tmp_path, password, credentials):
         assert "other" in line and "accepts" in line
 
         # max_count 1: a second member of "only" is refused while one is in.
-        joined = (tmp_path / "err").read_text().count("joined")
+        joined = (tmp_path / "err").read_text().count("connected, in groups")
         first = cli.start("receive", *base, "--group", "only")
         try:
-            wait_until(lambda: (tmp_path / "err").read_text().count("joined") > joined)
+            wait_until(lambda: (tmp_path / "err").read_text().count("connected, in groups") > joined)
             second = cli.run("receive", *base, "--group", "only", "--timeout", "5")
             assert second.returncode == 1
             assert "full" in one_line_error(second)

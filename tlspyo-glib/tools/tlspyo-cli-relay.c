@@ -34,7 +34,7 @@ endpoint_connected_cb (TlspyoRelay        *relay,
 {
   g_autofree char *group_list = g_strjoinv (",", (char **) groups);
 
-  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO,
+  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE,
                     "TLSPYO_EVENT", "endpoint-connected",
                     "TLSPYO_PEER", address,
                     "TLSPYO_GROUPS", group_list,
@@ -46,7 +46,7 @@ endpoint_disconnected_cb (TlspyoRelay *relay,
                           const char  *address,
                           gpointer     data)
 {
-  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO,
+  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE,
                     "TLSPYO_EVENT", "endpoint-disconnected",
                     "TLSPYO_PEER", address,
                     "MESSAGE", "Endpoint %s disconnected", address);
@@ -59,7 +59,7 @@ endpoint_refused_cb (TlspyoRelay *relay,
                      const char  *reason,
                      gpointer     data)
 {
-  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO,
+  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE,
                     "TLSPYO_EVENT", "endpoint-refused",
                     "TLSPYO_PEER", address,
                     "TLSPYO_ERROR_CODE", error_code_name (code),

@@ -245,9 +245,16 @@ scanner_string (Scanner *s,
                                         "end at NUL; send bytes as an array of numbers");
               break;
             default:
-              return scanner_fail_at (s, escape_start,
-                                      "invalid escape ‘\\%c’: JSON allows \\\" \\\\ \\/ \\b \\f "
-                                      "\\n \\r \\t and \\uXXXX", s->data[escape_start + 1]);
+              {
+                /* The whole character: one byte of a multi-byte one would
+                 * make the message invalid UTF-8. */
+                const char *bad = s->data + escape_start + 1;
+
+                return scanner_fail_at (s, escape_start,
+                                        "invalid escape ‘\\%.*s’: JSON allows \\\" \\\\ \\/ "
+                                        "\\b \\f \\n \\r \\t and \\uXXXX",
+                                        (int) (g_utf8_next_char (bad) - bad), bad);
+              }
             }
           if (out != NULL)
             g_string_append_unichar (out, unit);

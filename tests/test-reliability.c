@@ -1,0 +1,509 @@
+/* SPDX-License-Identifier: MIT */
+/* Reliability (issue 5): liveness, credit across reconnections. Faults are
+ * made by a loopback proxy of the test's own between endpoints and relay,
+ * which can freeze connections: bytes stop moving, nothing is closed, as
+ * with a half-open TCP connection or a frozen process. */
+
+#include "config.h"
+
+#include <string.h>
+
+#include "tlspyo-test-utils.h"
+
+/* The proxy runs on the test thread's default context, which every bounded
+ * wait of the tests iterates. */
+
+typedef struct _Proxy     Proxy;
+typedef struct _ProxyConn ProxyConn;
+
+/* One direction of a connection. */
+typedef struct {
+  ProxyConn     *pc;
+  GInputStream  *in;
+  GOutputStream *out;
+  gboolean       busy;  /* an operation is pending: its callback will run */
+  guint8         buf[16384];
+} Pump;
+
+struct _ProxyConn {
+  Proxy             *proxy;
+  GSocketConnection *down;   /* the endpoint's side */
+  GSocketConnection *up;     /* the relay's side */
+  gboolean           frozen;
+  GCancellable      *cancellable;
+  Pump               pumps[2];
+};
+
+struct _Proxy {
+  GSocketService *service;
+  GSocketClient  *client;
+  guint           relay_port;
+  guint           port;
+  GPtrArray      *conns;   /* ProxyConn*, owned */
+  guint           n_accepted;
+};
+
+static void pump_read (Pump *pump);
+
+static void
+proxy_conn_close (ProxyConn *pc)
+{
+  g_cancellable_cancel (pc->cancellable);
+  if (pc->down != NULL)
+    g_io_stream_close (G_IO_STREAM (pc->down), NULL, NULL);
+  if (pc->up != NULL)
+    g_io_stream_close (G_IO_STREAM (pc->up), NULL, NULL);
+}
+
+static void
+proxy_conn_free (gpointer data)
+{
+  ProxyConn *pc = data;
+
+  proxy_conn_close (pc);
+  g_clear_object (&pc->down);
+  g_clear_object (&pc->up);
+  g_clear_object (&pc->cancellable);
+  g_free (pc);
+}
+
+static void
+pump_done (Pump *pump)
+{
+  proxy_conn_close (pump->pc);
+}
+
+static void
+pump_write_cb (GObject      *source,
+               GAsyncResult *result,
+               gpointer      user_data)
+{
+  Pump *pump = user_data;
+
+  pump->busy = FALSE;
+  if (!g_output_stream_write_all_finish (G_OUTPUT_STREAM (source), result, NULL, NULL))
+    {
+      pump_done (pump);
+      return;
+    }
+  pump_read (pump);
+}
+
+static void
+pump_read_cb (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  Pump *pump = user_data;
+  gssize n = g_input_stream_read_finish (G_INPUT_STREAM (source), result, NULL);
+
+  pump->busy = FALSE;
+  if (n <= 0)
+    {
+      pump_done (pump);
+      return;
+    }
+  /* Frozen: what was read is held, and nothing more is read. */
+  if (pump->pc->frozen || g_cancellable_is_cancelled (pump->pc->cancellable))
+    return;
+  pump->busy = TRUE;
+  g_output_stream_write_all_async (pump->out, pump->buf, n, G_PRIORITY_DEFAULT,
+                                   pump->pc->cancellable, pump_write_cb, pump);
+}
+
+static void
+pump_read (Pump *pump)
+{
+  if (pump->pc->frozen || g_cancellable_is_cancelled (pump->pc->cancellable))
+    return;
+  pump->busy = TRUE;
+  g_input_stream_read_async (pump->in, pump->buf, sizeof pump->buf, G_PRIORITY_DEFAULT,
+                             pump->pc->cancellable, pump_read_cb, pump);
+}
+
+static void
+pump_start (Pump              *pump,
+            ProxyConn         *pc,
+            GSocketConnection *from,
+            GSocketConnection *to)
+{
+  pump->pc = pc;
+  pump->in = g_io_stream_get_input_stream (G_IO_STREAM (from));
+  pump->out = g_io_stream_get_output_stream (G_IO_STREAM (to));
+  pump_read (pump);
+}
+
+static gboolean
+proxy_incoming_cb (GSocketService    *service,
+                   GSocketConnection *connection,
+                   GObject           *source_object,
+                   gpointer           user_data)
+{
+  Proxy *proxy = user_data;
+  g_autoptr(GError) error = NULL;
+  ProxyConn *pc = g_new0 (ProxyConn, 1);
+
+  pc->proxy = proxy;
+  pc->cancellable = g_cancellable_new ();
+  pc->down = g_object_ref (connection);
+  /* Loopback: connecting is immediate, a blocking call is fine. */
+  pc->up = g_socket_client_connect_to_host (proxy->client, "127.0.0.1", proxy->relay_port,
+                                            NULL, &error);
+  g_ptr_array_add (proxy->conns, pc);
+  proxy->n_accepted++;
+  if (pc->up == NULL)
+    {
+      proxy_conn_close (pc);
+      return TRUE;
+    }
+  pump_start (&pc->pumps[0], pc, pc->down, pc->up);
+  pump_start (&pc->pumps[1], pc, pc->up, pc->down);
+  return TRUE;
+}
+
+static Proxy *
+proxy_new (guint relay_port)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GInetAddress) loopback = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+  g_autoptr(GSocketAddress) any = g_inet_socket_address_new (loopback, 0);
+  g_autoptr(GSocketAddress) bound = NULL;
+  Proxy *proxy = g_new0 (Proxy, 1);
+
+  proxy->relay_port = relay_port;
+  proxy->conns = g_ptr_array_new_with_free_func (proxy_conn_free);
+  proxy->client = g_socket_client_new ();
+  g_socket_client_set_enable_proxy (proxy->client, FALSE);
+  proxy->service = g_socket_service_new ();
+  g_socket_listener_add_address (G_SOCKET_LISTENER (proxy->service), any, G_SOCKET_TYPE_STREAM,
+                                 G_SOCKET_PROTOCOL_TCP, NULL, &bound, &error);
+  g_assert_no_error (error);
+  proxy->port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
+  g_signal_connect (proxy->service, "incoming", G_CALLBACK (proxy_incoming_cb), proxy);
+  g_socket_service_start (proxy->service);
+  return proxy;
+}
+
+/* Freezes every connection made so far; later ones flow. */
+static void
+proxy_freeze_all (Proxy *proxy)
+{
+  for (guint i = 0; i < proxy->conns->len; i++)
+    ((ProxyConn *) g_ptr_array_index (proxy->conns, i))->frozen = TRUE;
+}
+
+static gboolean
+proxy_pumps_done (gpointer data)
+{
+  Proxy *proxy = data;
+
+  for (guint i = 0; i < proxy->conns->len; i++)
+    {
+      ProxyConn *pc = g_ptr_array_index (proxy->conns, i);
+
+      if (pc->pumps[0].busy || pc->pumps[1].busy)
+        return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+proxy_free (Proxy *proxy)
+{
+  g_socket_service_stop (proxy->service);
+  g_socket_listener_close (G_SOCKET_LISTENER (proxy->service));
+  g_signal_handlers_disconnect_by_data (proxy->service, proxy);
+  /* Closing ends the pumps; wait (bounded) for their callbacks. */
+  for (guint i = 0; i < proxy->conns->len; i++)
+    proxy_conn_close (g_ptr_array_index (proxy->conns, i));
+  g_assert_true (tlspyo_test_wait_until (proxy_pumps_done, proxy));
+  g_ptr_array_unref (proxy->conns);
+  g_object_unref (proxy->client);
+  g_object_unref (proxy->service);
+  g_free (proxy);
+}
+
+static TlspyoEndpoint *
+endpoint_via_proxy (TlspyoTestFixture *fixture,
+                    Proxy             *proxy,
+                    const char        *groups,
+                    double             keepalive)
+{
+  TlspyoEndpoint *ep = tlspyo_test_endpoint_new (fixture, groups);
+  g_autoptr(GError) error = NULL;
+
+  g_object_set (ep, "port", proxy->port, "keepalive-interval", keepalive, NULL);
+  tlspyo_endpoint_start (ep, &error);
+  g_assert_no_error (error);
+  tlspyo_endpoint_wait_connected (ep, TLSPYO_TEST_TIMEOUT_MS, &error);
+  g_assert_no_error (error);
+  return ep;
+}
+
+typedef struct {
+  guint connected;
+  guint disconnected;
+  guint refused;
+} RelayCounts;
+
+static void
+on_connected (TlspyoRelay *relay, const char *address, char **groups, RelayCounts *c)
+{
+  c->connected++;
+}
+
+static void
+on_disconnected (TlspyoRelay *relay, const char *address, RelayCounts *c)
+{
+  c->disconnected++;
+}
+
+static void
+on_refused (TlspyoRelay *relay, const char *address, TlspyoError code, const char *reason,
+            RelayCounts *c)
+{
+  g_test_message ("refused %s: %s", address, reason);
+  c->refused++;
+}
+
+static void
+count_relay_signals (TlspyoRelay *relay,
+                     RelayCounts *c)
+{
+  g_signal_connect (relay, "endpoint-connected", G_CALLBACK (on_connected), c);
+  g_signal_connect (relay, "endpoint-disconnected", G_CALLBACK (on_disconnected), c);
+  g_signal_connect (relay, "endpoint-refused", G_CALLBACK (on_refused), c);
+}
+
+static void
+disconnect_relay_signals (TlspyoRelay *relay,
+                          RelayCounts *c)
+{
+  g_signal_handlers_disconnect_by_data (relay, c);
+}
+
+static void
+sleep_iterating (int ms)
+{
+  gint64 end = g_get_monotonic_time () + (gint64) ms * 1000;
+
+  while (g_get_monotonic_time () < end)
+    {
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (5000);
+    }
+}
+
+typedef struct {
+  RelayCounts *counts;
+  guint        at_least;
+} DisconnectWait;
+
+static gboolean
+disconnected_at_least (gpointer data)
+{
+  DisconnectWait *w = data;
+
+  return w->counts->disconnected >= w->at_least;
+}
+
+/* An idle but healthy connection is kept: PINGs are answered, so neither
+ * side drops the other, however long the silence. */
+static void
+test_keepalive_idle (TlspyoTestFixture *fixture,
+                     gconstpointer      data)
+{
+  RelayCounts counts = { 0 };
+  TlspyoEndpoint *a, *b;
+
+  g_object_set (fixture->relay, "keepalive-interval", 0.1, NULL);
+  tlspyo_test_fixture_start (fixture);
+  count_relay_signals (fixture->relay, &counts);
+
+  a = tlspyo_test_endpoint_new (fixture, "g");
+  b = tlspyo_test_endpoint_new (fixture, "g");
+  /* a pings more often than the relay, b less: each is answered. */
+  g_object_set (a, "keepalive-interval", 0.05, NULL);
+  g_object_set (b, "keepalive-interval", 0.4, NULL);
+  g_assert_true (tlspyo_endpoint_start (a, NULL));
+  g_assert_true (tlspyo_endpoint_start (b, NULL));
+  g_assert_true (tlspyo_endpoint_wait_connected (a, TLSPYO_TEST_TIMEOUT_MS, NULL));
+  g_assert_true (tlspyo_endpoint_wait_connected (b, TLSPYO_TEST_TIMEOUT_MS, NULL));
+
+  /* Many intervals of silence on every side. */
+  sleep_iterating (1200);
+
+  g_assert_true (tlspyo_endpoint_get_connected (a));
+  g_assert_true (tlspyo_endpoint_get_connected (b));
+  g_assert_cmpuint (counts.connected, ==, 2);
+  g_assert_cmpuint (counts.disconnected, ==, 0);
+  g_assert_cmpuint (counts.refused, ==, 0);
+
+  /* And the connection still carries objects. */
+  g_assert_true (tlspyo_endpoint_broadcast (a, g_variant_new_string ("still here"), "g", NULL));
+  tlspyo_test_expect_string (b, "still here");
+  disconnect_relay_signals (fixture->relay, &counts);
+}
+
+/* A connection frozen in the middle (no byte moves, nothing is closed) is
+ * found dead by both sides: the relay drops it and the endpoint reconnects,
+ * then works again. */
+static void
+test_keepalive_frozen (TlspyoTestFixture *fixture,
+                       gconstpointer      data)
+{
+  const double interval = 0.2;
+  RelayCounts counts = { 0 };
+  DisconnectWait w = { &counts, 1 };
+  Proxy *proxy;
+  TlspyoEndpoint *ep, *other;
+  gint64 frozen_at;
+
+  g_object_set (fixture->relay, "keepalive-interval", interval, NULL);
+  tlspyo_test_fixture_start (fixture);
+  count_relay_signals (fixture->relay, &counts);
+  proxy = proxy_new (fixture->port);
+
+  ep = endpoint_via_proxy (fixture, proxy, "g", interval);
+  other = tlspyo_test_endpoint_start (fixture, "g");
+  g_assert_cmpuint (proxy->n_accepted, ==, 1);
+
+  proxy_freeze_all (proxy);
+  frozen_at = g_get_monotonic_time ();
+
+  g_assert_true (tlspyo_test_wait_connected_state (ep, FALSE));
+  g_test_message ("endpoint saw the frozen connection dead after %.2f s (interval %.2f s)",
+                  (g_get_monotonic_time () - frozen_at) / 1e6, interval);
+  g_assert_true (tlspyo_test_wait_until (disconnected_at_least, &w));
+  g_test_message ("relay dropped it after %.2f s",
+                  (g_get_monotonic_time () - frozen_at) / 1e6);
+  /* Lost, not refused. */
+  g_assert_cmpuint (counts.refused, ==, 0);
+
+  /* The endpoint came back through a fresh connection, which works. */
+  g_assert_true (tlspyo_test_wait_connected_state (ep, TRUE));
+  g_assert_cmpuint (proxy->n_accepted, >=, 2);
+  g_assert_true (tlspyo_endpoint_broadcast (other, g_variant_new_string ("after"), "g", NULL));
+  tlspyo_test_expect_string (ep, "after");
+
+  tlspyo_endpoint_stop (ep);
+  tlspyo_endpoint_stop (other);
+  disconnect_relay_signals (fixture->relay, &counts);
+  proxy_free (proxy);
+}
+
+/* Without keepalive a frozen connection goes unnoticed: the detection
+ * above is the keepalive's doing. */
+static void
+test_keepalive_disabled (TlspyoTestFixture *fixture,
+                         gconstpointer      data)
+{
+  Proxy *proxy;
+  TlspyoEndpoint *ep;
+
+  g_object_set (fixture->relay, "keepalive-interval", 0.0, NULL);
+  tlspyo_test_fixture_start (fixture);
+  proxy = proxy_new (fixture->port);
+  ep = endpoint_via_proxy (fixture, proxy, "g", 0.0);
+
+  proxy_freeze_all (proxy);
+  sleep_iterating (800);
+  g_assert_true (tlspyo_endpoint_get_connected (ep));
+  g_assert_cmpuint (tlspyo_relay_get_n_connections (fixture->relay), ==, 1);
+  g_assert_cmpuint (proxy->n_accepted, ==, 1);
+
+  g_object_set (ep, "stop-timeout", 0.0, NULL);
+  tlspyo_endpoint_stop (ep);
+  proxy_free (proxy);
+}
+
+static void
+restart_relay (TlspyoTestFixture *fixture,
+               TlspyoEndpoint    *consumer)
+{
+  tlspyo_relay_stop (fixture->relay);
+  g_assert_true (tlspyo_test_wait_connected_state (consumer, FALSE));
+  tlspyo_test_fixture_restart (fixture);
+  g_assert_true (tlspyo_test_wait_connected_state (consumer, TRUE));
+}
+
+/* notify_ready(); pop() across a relay restart: the credit the relay lost
+ * is announced again, so the consumer gets its objects. */
+static void
+test_credit_survives_restart (TlspyoTestFixture *fixture,
+                              gconstpointer      data)
+{
+  TlspyoEndpoint *consumer, *producer;
+  g_autoptr(GPtrArray) got = NULL;
+  g_autoptr(GError) error = NULL;
+
+  tlspyo_test_fixture_start (fixture);
+  consumer = tlspyo_test_endpoint_start (fixture, "work");
+  g_assert_true (tlspyo_endpoint_notify_ready (consumer, "work", 3, NULL));
+  g_assert_true (tlspyo_endpoint_flush (consumer, TLSPYO_TEST_TIMEOUT_MS, NULL));
+
+  /* One of the three is used before the restart. */
+  producer = tlspyo_test_endpoint_start (fixture, "prod");
+  g_assert_true (tlspyo_endpoint_produce (producer, g_variant_new_string ("before"), "work", NULL));
+  tlspyo_test_expect_string (consumer, "before");
+  tlspyo_endpoint_stop (producer);
+
+  restart_relay (fixture, consumer);
+
+  /* Two units of credit remain: two objects come, the third does not. */
+  producer = tlspyo_test_endpoint_start (fixture, "prod");
+  for (guint i = 0; i < 3; i++)
+    {
+      g_autofree char *s = g_strdup_printf ("after-%u", i);
+      g_assert_true (tlspyo_endpoint_produce (producer, g_variant_new_string (s), "work", NULL));
+    }
+  g_assert_true (tlspyo_endpoint_flush (producer, TLSPYO_TEST_TIMEOUT_MS, NULL));
+  tlspyo_test_expect_string (consumer, "after-0");
+  tlspyo_test_expect_string (consumer, "after-1");
+  tlspyo_test_expect_nothing (consumer, 300);
+
+  /* The third is still queued at the relay, for the next credit. */
+  g_assert_true (tlspyo_endpoint_notify_ready (consumer, "work", 1, NULL));
+  tlspyo_test_expect_string (consumer, "after-2");
+  got = tlspyo_endpoint_pop (consumer, 1, 0, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (got->len, ==, 0);
+}
+
+/* notify_ready(-1) asks for what is queued at that moment: it is not
+ * remembered across a reconnection. */
+static void
+test_credit_all_not_remembered (TlspyoTestFixture *fixture,
+                                gconstpointer      data)
+{
+  TlspyoEndpoint *consumer, *producer;
+
+  tlspyo_test_fixture_start (fixture);
+  consumer = tlspyo_test_endpoint_start (fixture, "work");
+  g_assert_true (tlspyo_endpoint_notify_ready (consumer, "work", -1, NULL));
+  g_assert_true (tlspyo_endpoint_flush (consumer, TLSPYO_TEST_TIMEOUT_MS, NULL));
+
+  restart_relay (fixture, consumer);
+
+  producer = tlspyo_test_endpoint_start (fixture, "prod");
+  g_assert_true (tlspyo_endpoint_produce (producer, g_variant_new_string ("x"), "work", NULL));
+  g_assert_true (tlspyo_endpoint_flush (producer, TLSPYO_TEST_TIMEOUT_MS, NULL));
+  tlspyo_test_expect_nothing (consumer, 300);
+  g_assert_true (tlspyo_endpoint_notify_ready (consumer, "work", 1, NULL));
+  tlspyo_test_expect_string (consumer, "x");
+}
+
+int
+main (int argc, char **argv)
+{
+  tlspyo_test_init (&argc, &argv);
+  tlspyo_test_log_capture_init ();
+
+  TLSPYO_TEST_ADD ("/reliability/keepalive/idle", test_keepalive_idle);
+  TLSPYO_TEST_ADD ("/reliability/keepalive/frozen", test_keepalive_frozen);
+  TLSPYO_TEST_ADD ("/reliability/keepalive/disabled", test_keepalive_disabled);
+  TLSPYO_TEST_ADD ("/reliability/credit/survives-restart", test_credit_survives_restart);
+  TLSPYO_TEST_ADD ("/reliability/credit/all-not-remembered", test_credit_all_not_remembered);
+
+  return g_test_run ();
+}
