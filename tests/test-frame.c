@@ -133,6 +133,13 @@ sample_meta (TlspyoFrameType type,
       return g_variant_new ("(sb)", seed % 2 ? "workers" : "w", (gboolean) (seed % 3 == 0));
     case TLSPYO_FRAME_DENIED:
       return g_variant_new ("(uss)", TLSPYO_ERROR_GROUP_REFUSED, "workers", "not allowed");
+    case TLSPYO_FRAME_HELLO_USER:
+      return g_variant_new ("(u@ays)", TLSPYO_PROTOCOL_VERSION + seed, bytes_variant (seed, 32),
+                            seed % 2 ? "trainer" : "");
+    case TLSPYO_FRAME_SESSION:
+      return g_variant_new ("(@ayt)", bytes_variant (seed, 16), (guint64) seed << 33);
+    case TLSPYO_FRAME_RESUMED:
+      return g_variant_new ("(tt)", (guint64) seed, (guint64) seed * 1000 + 2);
     default:
       g_assert_not_reached ();
     }

@@ -113,60 +113,76 @@ joined_cb (TlspyoRelay  *relay,
   ev->n_connected++;
 }
 
-static gboolean
-has_refusal (gpointer data)
+typedef struct {
+  TlspyoError  code;
+  char        *group;
+  char        *reason;
+} ActionRefusal;
+
+static void
+action_refused_cb (TlspyoEndpoint *ep,
+                   const char     *group,
+                   TlspyoError     code,
+                   const char     *reason,
+                   ActionRefusal  *r)
 {
-  return !g_queue_is_empty (&((RelayEvents *) data)->refusals);
+  r->code = code;
+  g_free (r->group);
+  r->group = g_strdup (group);
+  g_free (r->reason);
+  r->reason = g_strdup (reason);
 }
 
 static gboolean
-three_joins (gpointer data)
+has_action_refusal (gpointer data)
 {
-  return ((RelayEvents *) data)->n_connected >= 3;
+  return ((ActionRefusal *) data)->reason != NULL;
 }
 
-/* An endpoint that allows more than the relay does: the relay drops it
- * when the object's header arrives, says why, delivers nothing; the
- * endpoint reconnects and goes on. */
+/* An endpoint that allows more than the relay does: the relay tells its
+ * max-object-size when the endpoint joins (RESUMED), and the endpoint
+ * refuses the object itself, loudly (a warning and action-refused), and
+ * goes on. Sent, it would make the relay drop the connection, and again
+ * each time the endpoint sent it after reconnecting. */
 static void
 test_max_object_size_relay (TlspyoTestFixture *f,
                             gconstpointer      data)
 {
   RelayEvents ev = { G_QUEUE_INIT, 0 };
+  ActionRefusal r = { 0 };
   TlspyoEndpoint *sender, *receiver;
   g_autoptr(GError) error = NULL;
-  g_autofree char *refusal = NULL;
-  g_autofree char *expected = NULL;
 
-  tlspyo_test_log_tolerate ("*objects not acknowledged*");
+  tlspyo_test_log_tolerate ("*was not sent to the relay*");
   g_object_set (f->relay, "max-object-size", (guint64) MiB, NULL);
   g_signal_connect (f->relay, "endpoint-refused", G_CALLBACK (refused_cb), &ev);
   g_signal_connect (f->relay, "endpoint-connected", G_CALLBACK (joined_cb), &ev);
   tlspyo_test_fixture_start (f);
   receiver = tlspyo_test_endpoint_start (f, "g");
   sender = tlspyo_test_endpoint_start (f, "s");
+  g_signal_connect (sender, "action-refused", G_CALLBACK (action_refused_cb), &r);
 
   g_assert_true (tlspyo_endpoint_broadcast (sender, object_of_body_size (MiB + 1, 'x'), "g",
                                             &error));
   g_assert_no_error (error);
-  g_assert_true (tlspyo_test_wait_until (has_refusal, &ev));
-  refusal = g_queue_pop_head (&ev.refusals);
-  expected = g_strdup_printf ("%d:", TLSPYO_ERROR_PROTOCOL);
-  g_assert_true (g_str_has_prefix (refusal, expected));
-  g_assert_nonnull (strstr (refusal, "exceeds the limit"));
-
-  /* Dropped, then back by itself: once the relay saw it join again, its
-   * first connection is gone, and what it sends now is not lost with it. */
-  g_assert_true (tlspyo_test_wait_until (three_joins, &ev));
-
   broadcast_string (sender, "after", "g");
+  g_assert_true (tlspyo_test_wait_until (has_action_refusal, &r));
+  g_assert_cmpint (r.code, ==, TLSPYO_ERROR_LIMIT);
+  g_assert_cmpstr (r.group, ==, "g");
+  g_assert_nonnull (strstr (r.reason, "max-object-size"));
+  g_assert_cmpuint (tlspyo_test_log_count ("*was not sent to the relay*"), ==, 1);
+
+  /* Only the object that fits arrives, on the same connections. */
   tlspyo_test_expect_string (receiver, "after");
   tlspyo_test_expect_nothing (receiver, 50);
   g_assert_true (g_queue_is_empty (&ev.refusals));
-  g_assert_cmpuint (ev.n_connected, ==, 3);
+  g_assert_cmpuint (ev.n_connected, ==, 2);
 
+  g_signal_handlers_disconnect_by_data (sender, &r);
   g_signal_handlers_disconnect_by_data (f->relay, &ev);
   g_queue_clear_full (&ev.refusals, g_free);
+  g_free (r.group);
+  g_free (r.reason);
 }
 
 /* A 64 MiB broadcast to 4 endpoints (the sender is one of them): every copy

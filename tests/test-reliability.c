@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "tlspyo-test-utils.h"
+#include "tlspyo-auth-private.h"
+#include "tlspyo-frame-private.h"
 
 /* The proxy runs on the test thread's default context, which every bounded
  * wait of the tests iterates. */
@@ -22,6 +24,7 @@ typedef struct {
   GInputStream  *in;
   GOutputStream *out;
   gboolean       busy;  /* an operation is pending: its callback will run */
+  gboolean       frozen;  /* this direction only */
   guint8         buf[16384];
 } Pump;
 
@@ -104,7 +107,7 @@ pump_read_cb (GObject      *source,
       return;
     }
   /* Frozen: what was read is held, and nothing more is read. */
-  if (pump->pc->frozen || g_cancellable_is_cancelled (pump->pc->cancellable))
+  if (pump->pc->frozen || pump->frozen || g_cancellable_is_cancelled (pump->pc->cancellable))
     return;
   pump->busy = TRUE;
   g_output_stream_write_all_async (pump->out, pump->buf, n, G_PRIORITY_DEFAULT,
@@ -114,7 +117,7 @@ pump_read_cb (GObject      *source,
 static void
 pump_read (Pump *pump)
 {
-  if (pump->pc->frozen || g_cancellable_is_cancelled (pump->pc->cancellable))
+  if (pump->pc->frozen || pump->frozen || g_cancellable_is_cancelled (pump->pc->cancellable))
     return;
   pump->busy = TRUE;
   g_input_stream_read_async (pump->in, pump->buf, sizeof pump->buf, G_PRIORITY_DEFAULT,
@@ -190,6 +193,29 @@ proxy_freeze_all (Proxy *proxy)
 {
   for (guint i = 0; i < proxy->conns->len; i++)
     ((ProxyConn *) g_ptr_array_index (proxy->conns, i))->frozen = TRUE;
+}
+
+/* Which way bytes stop, on every connection made so far. */
+typedef enum {
+  TO_RELAY = 0,
+  TO_ENDPOINT = 1,
+} Direction;
+
+static void
+proxy_freeze_direction (Proxy     *proxy,
+                        Direction  direction)
+{
+  for (guint i = 0; i < proxy->conns->len; i++)
+    ((ProxyConn *) g_ptr_array_index (proxy->conns, i))->pumps[direction].frozen = TRUE;
+}
+
+/* Closes every connection made so far, dropping what they hold: the
+ * endpoint reconnects through a fresh one. */
+static void
+proxy_cut_all (Proxy *proxy)
+{
+  for (guint i = 0; i < proxy->conns->len; i++)
+    proxy_conn_close (g_ptr_array_index (proxy->conns, i));
 }
 
 static gboolean
@@ -316,22 +342,24 @@ test_keepalive_idle (TlspyoTestFixture *fixture,
   RelayCounts counts = { 0 };
   TlspyoEndpoint *a, *b;
 
-  g_object_set (fixture->relay, "keepalive-interval", 0.1, NULL);
+  /* Intervals with room for a loaded machine (a PONG must come back
+   * within one interval), yet many of them pass during the test. */
+  g_object_set (fixture->relay, "keepalive-interval", 0.3, NULL);
   tlspyo_test_fixture_start (fixture);
   count_relay_signals (fixture->relay, &counts);
 
   a = tlspyo_test_endpoint_new (fixture, "g");
   b = tlspyo_test_endpoint_new (fixture, "g");
   /* a pings more often than the relay, b less: each is answered. */
-  g_object_set (a, "keepalive-interval", 0.05, NULL);
-  g_object_set (b, "keepalive-interval", 0.4, NULL);
+  g_object_set (a, "keepalive-interval", 0.2, NULL);
+  g_object_set (b, "keepalive-interval", 0.5, NULL);
   g_assert_true (tlspyo_endpoint_start (a, NULL));
   g_assert_true (tlspyo_endpoint_start (b, NULL));
   g_assert_true (tlspyo_endpoint_wait_connected (a, TLSPYO_TEST_TIMEOUT_MS, NULL));
   g_assert_true (tlspyo_endpoint_wait_connected (b, TLSPYO_TEST_TIMEOUT_MS, NULL));
 
   /* Many intervals of silence on every side. */
-  sleep_iterating (1200);
+  sleep_iterating (2000);
 
   g_assert_true (tlspyo_endpoint_get_connected (a));
   g_assert_true (tlspyo_endpoint_get_connected (b));
@@ -493,6 +521,408 @@ test_credit_all_not_remembered (TlspyoTestFixture *fixture,
   tlspyo_test_expect_string (consumer, "x");
 }
 
+
+/* Exactly once, endpoint to relay (issue 5). */
+
+static void
+produce_numbered (TlspyoEndpoint *ep,
+                  const char     *prefix,
+                  guint           n)
+{
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *s = g_strdup_printf ("%s-%u", prefix, i);
+      g_autoptr(GError) error = NULL;
+
+      g_assert_true (tlspyo_endpoint_produce (ep, g_variant_new_string (s), "work", &error));
+      g_assert_no_error (error);
+    }
+}
+
+static void
+expect_numbered (TlspyoEndpoint *ep,
+                 const char     *prefix,
+                 guint           n)
+{
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *s = g_strdup_printf ("%s-%u", prefix, i);
+
+      tlspyo_test_expect_string (ep, s);
+    }
+}
+
+/* A consumer with credit for @n objects of "work", and a producer through
+ * the proxy whose connection has carried one object, so that it is past
+ * RESUMED and sends at once. */
+static void
+session_setup (TlspyoTestFixture  *fixture,
+               Proxy              *proxy,
+               guint               n,
+               TlspyoEndpoint    **producer,
+               TlspyoEndpoint    **consumer)
+{
+  *consumer = tlspyo_test_endpoint_start (fixture, "work");
+  /* The warm-up object, @n, and one more. */
+  g_assert_true (tlspyo_endpoint_notify_ready (*consumer, "work", n + 2, NULL));
+  g_assert_true (tlspyo_endpoint_flush (*consumer, TLSPYO_TEST_TIMEOUT_MS, NULL));
+  *producer = endpoint_via_proxy (fixture, proxy, "prod", 0.0);
+  produce_numbered (*producer, "warmup", 1);
+  expect_numbered (*consumer, "warmup", 1);
+}
+
+/* Objects lost with a connection (they never reached the relay) are sent
+ * again on the next one: each arrives once, in order. */
+static void
+test_session_resend_lost (TlspyoTestFixture *fixture,
+                          gconstpointer      data)
+{
+  const guint n = 20;
+  TlspyoEndpoint *producer, *consumer;
+  Proxy *proxy;
+
+  tlspyo_test_fixture_start (fixture);
+  proxy = proxy_new (fixture->port);
+  session_setup (fixture, proxy, n, &producer, &consumer);
+
+  proxy_freeze_direction (proxy, TO_RELAY);
+  produce_numbered (producer, "obj", n);
+  tlspyo_test_expect_nothing (consumer, 200);
+  g_assert_false (tlspyo_endpoint_flush (producer, 100, NULL));
+
+  proxy_cut_all (proxy);
+  expect_numbered (consumer, "obj", n);
+  g_assert_true (tlspyo_endpoint_flush (producer, TLSPYO_TEST_TIMEOUT_MS, NULL));
+  tlspyo_test_expect_nothing (consumer, 200);
+  g_assert_cmpuint (proxy->n_accepted, >=, 2);
+
+  tlspyo_endpoint_stop (producer);
+  proxy_free (proxy);
+}
+
+/* Objects the relay handled but whose acknowledgement was lost with the
+ * connection are not handled twice: the relay's RESUMED tells the endpoint
+ * where it is, and the endpoint drops them. */
+static void
+test_session_no_duplicates (TlspyoTestFixture *fixture,
+                            gconstpointer      data)
+{
+  const guint n = 20;
+  TlspyoEndpoint *producer, *consumer;
+  Proxy *proxy;
+
+  tlspyo_test_fixture_start (fixture);
+  proxy = proxy_new (fixture->port);
+  session_setup (fixture, proxy, n, &producer, &consumer);
+
+  proxy_freeze_direction (proxy, TO_ENDPOINT);
+  produce_numbered (producer, "obj", n);
+  expect_numbered (consumer, "obj", n);
+  /* Delivered, yet not acknowledged to the producer. */
+  g_assert_false (tlspyo_endpoint_flush (producer, 100, NULL));
+
+  proxy_cut_all (proxy);
+  g_assert_true (tlspyo_endpoint_flush (producer, TLSPYO_TEST_TIMEOUT_MS, NULL));
+  tlspyo_test_expect_nothing (consumer, 300);
+  g_assert_cmpuint (proxy->n_accepted, >=, 2);
+
+  produce_numbered (producer, "after", 1);
+  expect_numbered (consumer, "after", 1);
+  tlspyo_test_expect_nothing (consumer, 100);
+
+  tlspyo_endpoint_stop (producer);
+  proxy_free (proxy);
+}
+
+/* max-buffered-bytes bounds what an endpoint holds while the relay is
+ * away: past it sends fail with LIMIT, and nothing accepted is lost. */
+static void
+test_session_max_buffered (TlspyoTestFixture *fixture,
+                           gconstpointer      data)
+{
+  TlspyoEndpoint *producer, *consumer;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *big = g_strnfill (1000, 'x');
+  guint accepted = 0;
+
+  tlspyo_test_fixture_start (fixture);
+  tlspyo_relay_stop (fixture->relay);
+
+  producer = tlspyo_test_endpoint_new (fixture, "prod");
+  g_object_set (producer, "max-buffered-bytes", (guint64) 8192, NULL);
+  g_assert_true (tlspyo_endpoint_start (producer, NULL));
+
+  /* Alone more than the bound: never sendable, and said so. */
+  {
+    g_autofree char *huge = g_strnfill (9000, 'h');
+
+    g_assert_false (tlspyo_endpoint_produce (producer, g_variant_new_string (huge), "work",
+                                             &error));
+    g_assert_error (error, TLSPYO_ERROR, TLSPYO_ERROR_LIMIT);
+    g_assert_nonnull (strstr (error->message, "max-buffered-bytes"));
+    g_clear_error (&error);
+  }
+
+  for (guint i = 0; i < 100; i++)
+    {
+      g_autofree char *s = g_strdup_printf ("%u-%s", i, big);
+
+      if (!tlspyo_endpoint_produce (producer, g_variant_new_string (s), "work", &error))
+        break;
+      accepted++;
+    }
+  g_assert_error (error, TLSPYO_ERROR, TLSPYO_ERROR_LIMIT);
+  g_assert_nonnull (strstr (error->message, "max-buffered-bytes"));
+  g_test_message ("accepted %u objects of about 1 kB before: %s", accepted, error->message);
+  g_clear_error (&error);
+  g_assert_cmpuint (accepted, >=, 5);
+  g_assert_cmpuint (accepted, <=, 8);
+
+  /* The relay comes back: every accepted object arrives, then sending
+   * works again. */
+  tlspyo_test_fixture_restart (fixture);
+  consumer = tlspyo_test_endpoint_start (fixture, "work");
+  g_assert_true (tlspyo_endpoint_flush (producer, TLSPYO_TEST_TIMEOUT_MS, NULL));
+  g_assert_true (tlspyo_endpoint_notify_ready (consumer, "work", -1, NULL));
+  for (guint i = 0; i < accepted; i++)
+    {
+      g_autofree char *s = g_strdup_printf ("%u-%s", i, big);
+
+      tlspyo_test_expect_string (consumer, s);
+    }
+  tlspyo_test_expect_nothing (consumer, 100);
+  g_assert_true (tlspyo_endpoint_produce (producer, g_variant_new_string ("again"), "work",
+                                          &error));
+  g_assert_no_error (error);
+}
+
+/* The relay's side of it, driven by hand over plain TCP: two connections
+ * of one session, the second sending frames the first already sent under
+ * the same numbers (as a reconnected endpoint does while the relay still
+ * reads the old connection). Those are acknowledged and skipped. */
+
+typedef struct {
+  GSocketConnection  *conn;
+  GSocket            *socket;
+  TlspyoFrameDecoder *decoder;
+  GQueue              frames;  /* of TlspyoFrame copies */
+} Raw;
+
+static gboolean
+raw_collect_cb (const TlspyoFrame *frame,
+                gpointer           user_data)
+{
+  Raw *raw = user_data;
+  TlspyoFrame *copy = g_new0 (TlspyoFrame, 1);
+
+  copy->type = frame->type;
+  copy->meta = g_variant_ref (frame->meta);
+  copy->body = frame->body != NULL ? g_bytes_ref (frame->body) : NULL;
+  g_queue_push_tail (&raw->frames, copy);
+  return TRUE;
+}
+
+static void
+raw_frame_free (gpointer data)
+{
+  TlspyoFrame *frame = data;
+
+  g_variant_unref (frame->meta);
+  g_clear_pointer (&frame->body, g_bytes_unref);
+  g_free (frame);
+}
+
+static void
+raw_send (Raw             *raw,
+          TlspyoFrameType  type,
+          GVariant        *meta,
+          GBytes          *body)
+{
+  g_autoptr(GByteArray) out = g_byte_array_new ();
+  g_autoptr(GError) error = NULL;
+
+  tlspyo_frame_append (out, type, meta, body != NULL ? g_bytes_get_size (body) : 0);
+  if (body != NULL)
+    g_byte_array_append (out, g_bytes_get_data (body, NULL), g_bytes_get_size (body));
+  g_assert_true (g_output_stream_write_all (g_io_stream_get_output_stream (G_IO_STREAM (raw->conn)),
+                                            out->data, out->len, NULL, NULL, &error));
+  g_assert_no_error (error);
+}
+
+/* The next frame of @type, skipping others (bounded by the socket timeout). */
+static TlspyoFrame *
+raw_expect (Raw             *raw,
+            TlspyoFrameType  type)
+{
+  for (;;)
+    {
+      TlspyoFrame *frame;
+      guint8 buffer[16384];
+      g_autoptr(GError) error = NULL;
+      gssize n;
+
+      while ((frame = g_queue_pop_head (&raw->frames)) != NULL)
+        {
+          if (frame->type == type)
+            return frame;
+          raw_frame_free (frame);
+        }
+      n = g_socket_receive (raw->socket, (char *) buffer, sizeof buffer, NULL, &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (n, >, 0);
+      g_assert_true (tlspyo_frame_decoder_feed (raw->decoder, buffer, n, raw_collect_cb, raw,
+                                                &error));
+      g_assert_no_error (error);
+    }
+}
+
+static Raw *
+raw_join (guint         port,
+          const guint8 *session_id)
+{
+  g_autoptr(GSocketClient) client = g_socket_client_new ();
+  g_autoptr(GError) error = NULL;
+  guint8 nonce[TLSPYO_AUTH_NONCE_SIZE], key[TLSPYO_AUTH_KEY_SIZE], proof[TLSPYO_AUTH_PROOF_SIZE];
+  g_autoptr(GVariant) relay_nonce = NULL;
+  g_autoptr(GVariant) salt = NULL;
+  const char *groups[] = { "prod", NULL };
+  TlspyoFrame *frame;
+  guint32 iterations;
+  Raw *raw = g_new0 (Raw, 1);
+
+  g_socket_client_set_enable_proxy (client, FALSE);
+  raw->conn = g_socket_client_connect_to_host (client, "127.0.0.1", port, NULL, &error);
+  g_assert_no_error (error);
+  raw->socket = g_socket_connection_get_socket (raw->conn);
+  g_socket_set_timeout (raw->socket, TLSPYO_TEST_TIMEOUT_MS / 1000);
+  raw->decoder = tlspyo_frame_decoder_new (TLSPYO_FRAME_MAX_META, 1024 * 1024,
+                                           TLSPYO_FRAME_MASK_ALL);
+  g_queue_init (&raw->frames);
+
+  tlspyo_auth_random (nonce, sizeof nonce);
+  raw_send (raw, TLSPYO_FRAME_HELLO,
+            g_variant_new ("(u@ay)", (guint32) TLSPYO_PROTOCOL_VERSION,
+                           g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, nonce, sizeof nonce, 1)),
+            NULL);
+  frame = raw_expect (raw, TLSPYO_FRAME_CHALLENGE);
+  g_variant_get (frame->meta, "(@ay@ayu)", &relay_nonce, &salt, &iterations);
+  raw_frame_free (frame);
+  {
+    gsize salt_len;
+    const guint8 *salt_data = g_variant_get_fixed_array (salt, &salt_len, 1);
+
+    g_assert_true (tlspyo_auth_derive_key (TLSPYO_TEST_PASSWORD, salt_data, salt_len, iterations,
+                                           key, &error));
+    g_assert_no_error (error);
+  }
+  tlspyo_auth_proof (key, TLSPYO_AUTH_ROLE_ENDPOINT, nonce,
+                     g_variant_get_data (relay_nonce), proof);
+  raw_send (raw, TLSPYO_FRAME_AUTH,
+            g_variant_new ("(@ay^as)",
+                           g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, proof, sizeof proof, 1),
+                           groups),
+            NULL);
+  raw_frame_free (raw_expect (raw, TLSPYO_FRAME_WELCOME));
+  raw_send (raw, TLSPYO_FRAME_SESSION,
+            g_variant_new ("(@ayt)",
+                           g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, session_id,
+                                                      TLSPYO_SESSION_ID_SIZE, 1),
+                           (guint64) 0),
+            NULL);
+  return raw;
+}
+
+static void
+raw_free (Raw *raw)
+{
+  g_io_stream_close (G_IO_STREAM (raw->conn), NULL, NULL);
+  g_object_unref (raw->conn);
+  tlspyo_frame_decoder_free (raw->decoder);
+  g_queue_clear_full (&raw->frames, raw_frame_free);
+  g_free (raw);
+}
+
+static guint64
+raw_expect_resumed (Raw *raw)
+{
+  TlspyoFrame *frame = raw_expect (raw, TLSPYO_FRAME_RESUMED);
+  guint64 next, max_size;
+
+  g_variant_get (frame->meta, "(tt)", &next, &max_size);
+  g_assert_cmpuint (max_size, ==, TLSPYO_DEFAULT_MAX_OBJECT_SIZE);
+  raw_frame_free (frame);
+  return next;
+}
+
+static void
+raw_produce (Raw        *raw,
+             const char *text)
+{
+  g_autoptr(GBytes) body = tlspyo_object_to_bytes (g_variant_new_string (text));
+
+  raw_send (raw, TLSPYO_FRAME_OBJECT, g_variant_new_parsed ("({'work': 1},)"), body);
+}
+
+/* Waits for the ACK that counts @n frames. */
+static void
+raw_expect_ack (Raw     *raw,
+                guint64  n)
+{
+  for (;;)
+    {
+      TlspyoFrame *frame = raw_expect (raw, TLSPYO_FRAME_ACK);
+      guint64 acked;
+
+      g_variant_get (frame->meta, "(t)", &acked);
+      raw_frame_free (frame);
+      g_assert_cmpuint (acked, <=, n);
+      if (acked == n)
+        return;
+    }
+}
+
+static void
+test_session_relay_skips_duplicates (TlspyoTestFixture *fixture,
+                                     gconstpointer      data)
+{
+  guint8 id[TLSPYO_SESSION_ID_SIZE];
+  TlspyoEndpoint *consumer;
+  Raw *a, *b;
+
+  tlspyo_test_fixture_start (fixture);
+  consumer = tlspyo_test_endpoint_start (fixture, "work");
+  g_assert_true (tlspyo_endpoint_notify_ready (consumer, "work", 100, NULL));
+  g_assert_true (tlspyo_endpoint_flush (consumer, TLSPYO_TEST_TIMEOUT_MS, NULL));
+  tlspyo_auth_random (id, sizeof id);
+
+  a = raw_join (fixture->port, id);
+  g_assert_cmpuint (raw_expect_resumed (a), ==, 0);
+  raw_produce (a, "a-0");
+  raw_produce (a, "a-1");
+  raw_expect_ack (a, 2);
+
+  /* A second connection of the session resumes after what was handled. */
+  b = raw_join (fixture->port, id);
+  g_assert_cmpuint (raw_expect_resumed (b), ==, 2);
+
+  /* The first goes on (numbers 2 and 3), then the second sends its own
+   * numbers 2 and 3: handled already, skipped, yet acknowledged. */
+  raw_produce (a, "a-2");
+  raw_produce (a, "a-3");
+  raw_expect_ack (a, 4);
+  raw_produce (b, "dup-2");
+  raw_produce (b, "dup-3");
+  raw_produce (b, "b-4");
+  raw_expect_ack (b, 3);
+
+  expect_numbered (consumer, "a", 4);
+  tlspyo_test_expect_string (consumer, "b-4");
+  tlspyo_test_expect_nothing (consumer, 200);
+
+  raw_free (a);
+  raw_free (b);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -504,6 +934,13 @@ main (int argc, char **argv)
   TLSPYO_TEST_ADD ("/reliability/keepalive/disabled", test_keepalive_disabled);
   TLSPYO_TEST_ADD ("/reliability/credit/survives-restart", test_credit_survives_restart);
   TLSPYO_TEST_ADD ("/reliability/credit/all-not-remembered", test_credit_all_not_remembered);
+  TLSPYO_TEST_ADD ("/reliability/session/resend-lost", test_session_resend_lost);
+  TLSPYO_TEST_ADD ("/reliability/session/no-duplicates", test_session_no_duplicates);
+  TLSPYO_TEST_ADD ("/reliability/session/max-buffered-bytes", test_session_max_buffered);
+  /* Raw frames: plain TCP only. */
+  g_test_add ("/reliability/session/relay-skips-duplicates/tcp", TlspyoTestFixture,
+              GINT_TO_POINTER (TLSPYO_SECURITY_NONE), tlspyo_test_fixture_setup_param,
+              test_session_relay_skips_duplicates, tlspyo_test_fixture_teardown_param);
 
   return g_test_run ();
 }

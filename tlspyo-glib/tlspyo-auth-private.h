@@ -63,4 +63,27 @@ gboolean          tlspyo_auth_secret_get_key (TlspyoAuthSecret *secret,
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (TlspyoAuthSecret, tlspyo_auth_secret_free)
 
+/* Named users' passwords are stored as the derived key itself, with its
+ * salt and round count, in one string:
+ *   pbkdf2-sha256$ROUNDS$SALT$KEY   (SALT and KEY in standard base64)
+ * KEY is the K of the protocol, so the relay authenticates a user without
+ * ever holding the password; the salt travels in CHALLENGE. */
+#define TLSPYO_AUTH_HASH_SCHEME             "pbkdf2-sha256"
+#define TLSPYO_AUTH_DEFAULT_HASH_ITERATIONS 200000
+
+char     *tlspyo_auth_hash_password (const char  *password,
+                                     guint        iterations,
+                                     GError     **error);
+gboolean  tlspyo_auth_parse_hash    (const char  *hash,
+                                     guint8       salt[TLSPYO_AUTH_SALT_SIZE],
+                                     gsize       *salt_len,
+                                     guint       *iterations,
+                                     guint8       key[TLSPYO_AUTH_KEY_SIZE],
+                                     GError     **error);
+
+/* User names follow the rules of group names: valid UTF-8, 1 to 255
+ * bytes, no control characters. */
+gboolean  tlspyo_auth_user_name_check (const char  *name,
+                                       GError     **error);
+
 G_END_DECLS

@@ -7,6 +7,7 @@
 
 #include "tlspyo-auth-private.h"
 #include "tlspyo-error.h"
+#include "tlspyo-frame-private.h"
 
 gboolean
 tlspyo_auth_derive_key (const char    *password,
@@ -183,4 +184,157 @@ tlspyo_auth_secret_get_key (TlspyoAuthSecret *secret,
   g_array_append_val (secret->cache, entry);
   tlspyo_auth_wipe (&entry, sizeof entry);
   return TRUE;
+}
+
+/* Password hashes for named users */
+
+char *
+tlspyo_auth_hash_password (const char  *password,
+                           guint        iterations,
+                           GError     **error)
+{
+  guint8 salt[TLSPYO_AUTH_SALT_SIZE];
+  guint8 key[TLSPYO_AUTH_KEY_SIZE];
+  g_autofree char *salt_b64 = NULL;
+  g_autofree char *key_b64 = NULL;
+  char *hash;
+
+  g_return_val_if_fail (password != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (iterations < TLSPYO_AUTH_MIN_ITERATIONS || iterations > TLSPYO_AUTH_MAX_ITERATIONS)
+    {
+      g_set_error (error, TLSPYO_ERROR, TLSPYO_ERROR_INVALID_ARGUMENT,
+                   "%u rounds is outside the %u to %u endpoints accept: choose a round "
+                   "count in that range", iterations, TLSPYO_AUTH_MIN_ITERATIONS,
+                   TLSPYO_AUTH_MAX_ITERATIONS);
+      return NULL;
+    }
+  if (*password == '\0')
+    {
+      g_set_error_literal (error, TLSPYO_ERROR, TLSPYO_ERROR_INVALID_ARGUMENT,
+                           "The password is empty: give each user a long random password");
+      return NULL;
+    }
+
+  tlspyo_auth_random (salt, sizeof salt);
+  if (!tlspyo_auth_derive_key (password, salt, sizeof salt, iterations, key, error))
+    return NULL;
+  salt_b64 = g_base64_encode (salt, sizeof salt);
+  key_b64 = g_base64_encode (key, sizeof key);
+  tlspyo_auth_wipe (key, sizeof key);
+  hash = g_strdup_printf (TLSPYO_AUTH_HASH_SCHEME "$%u$%s$%s", iterations, salt_b64, key_b64);
+  tlspyo_auth_wipe (key_b64, strlen (key_b64));
+  return hash;
+}
+
+/* g_base64_decode() skips what is not base64; a hash must be exact. */
+static guint8 *
+decode_base64_strict (const char *text,
+                      gsize       len,
+                      gsize      *out_len)
+{
+  g_autofree char *copy = NULL;
+  gsize padding = 0;
+
+  if (len == 0 || len % 4 != 0)
+    return NULL;
+  for (gsize i = 0; i < len; i++)
+    {
+      char c = text[i];
+
+      if (c == '=')
+        {
+          if (i < len - 2)
+            return NULL;
+          padding++;
+        }
+      else if (padding > 0 || !(g_ascii_isalnum (c) || c == '+' || c == '/'))
+        return NULL;
+    }
+  copy = g_strndup (text, len);
+  return g_base64_decode (copy, out_len);
+}
+
+gboolean
+tlspyo_auth_parse_hash (const char  *hash,
+                        guint8       salt[TLSPYO_AUTH_SALT_SIZE],
+                        gsize       *salt_len,
+                        guint       *iterations,
+                        guint8       key[TLSPYO_AUTH_KEY_SIZE],
+                        GError     **error)
+{
+  static const char hint[] = "a password hash is “" TLSPYO_AUTH_HASH_SCHEME
+                             "$ROUNDS$SALT$KEY”, as `tlspyo credentials hash-password` "
+                             "prints it";
+  g_auto(GStrv) parts = NULL;
+  g_autofree guint8 *salt_bytes = NULL;
+  g_autofree guint8 *key_bytes = NULL;
+  gsize n_salt = 0, n_key = 0;
+  guint64 rounds;
+  char *end;
+
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (hash == NULL)
+    {
+      g_set_error (error, TLSPYO_ERROR, TLSPYO_ERROR_INVALID_ARGUMENT, "No password hash: %s",
+                   hint);
+      return FALSE;
+    }
+  parts = g_strsplit (hash, "$", 5);
+  if (g_strv_length (parts) != 4 || strcmp (parts[0], TLSPYO_AUTH_HASH_SCHEME) != 0)
+    {
+      g_set_error (error, TLSPYO_ERROR, TLSPYO_ERROR_INVALID_ARGUMENT,
+                   "Not a password hash (never put a password itself in a configuration): %s",
+                   hint);
+      return FALSE;
+    }
+  rounds = g_ascii_strtoull (parts[1], &end, 10);
+  if (parts[1][0] < '0' || parts[1][0] > '9' || *end != '\0' ||
+      rounds < TLSPYO_AUTH_MIN_ITERATIONS || rounds > TLSPYO_AUTH_MAX_ITERATIONS)
+    {
+      g_set_error (error, TLSPYO_ERROR, TLSPYO_ERROR_INVALID_ARGUMENT,
+                   "The password hash's round count must be a number from %u to %u: %s",
+                   TLSPYO_AUTH_MIN_ITERATIONS, TLSPYO_AUTH_MAX_ITERATIONS, hint);
+      return FALSE;
+    }
+  salt_bytes = decode_base64_strict (parts[2], strlen (parts[2]), &n_salt);
+  if (salt_bytes == NULL || n_salt == 0 || n_salt > TLSPYO_AUTH_SALT_SIZE)
+    {
+      g_set_error (error, TLSPYO_ERROR, TLSPYO_ERROR_INVALID_ARGUMENT,
+                   "The password hash's salt must be 1 to %u bytes in base64: %s",
+                   TLSPYO_AUTH_SALT_SIZE, hint);
+      return FALSE;
+    }
+  key_bytes = decode_base64_strict (parts[3], strlen (parts[3]), &n_key);
+  if (key_bytes == NULL || n_key != TLSPYO_AUTH_KEY_SIZE)
+    {
+      if (key_bytes != NULL)
+        tlspyo_auth_wipe (key_bytes, n_key);
+      g_set_error (error, TLSPYO_ERROR, TLSPYO_ERROR_INVALID_ARGUMENT,
+                   "The password hash's key must be %u bytes in base64: %s",
+                   TLSPYO_AUTH_KEY_SIZE, hint);
+      return FALSE;
+    }
+
+  memcpy (salt, salt_bytes, n_salt);
+  *salt_len = n_salt;
+  *iterations = (guint) rounds;
+  memcpy (key, key_bytes, TLSPYO_AUTH_KEY_SIZE);
+  tlspyo_auth_wipe (key_bytes, n_key);
+  return TRUE;
+}
+
+gboolean
+tlspyo_auth_user_name_check (const char  *name,
+                             GError     **error)
+{
+  if (tlspyo_group_name_check (name, NULL))
+    return TRUE;
+  /* Not quoted: it may hold control characters. */
+  g_set_error_literal (error, TLSPYO_ERROR, TLSPYO_ERROR_INVALID_ARGUMENT,
+                       "Invalid user name: a user name is 1 to 255 bytes of UTF-8 text, "
+                       "without control characters");
+  return FALSE;
 }

@@ -58,6 +58,7 @@
 #define DEFAULT_PORT 2096
 #define DEFAULT_HANDSHAKE_TIMEOUT 10
 #define DEFAULT_KEEPALIVE_INTERVAL 15.0
+#define DEFAULT_MAX_BUFFERED_BYTES ((guint64) 1024 * 1024 * 1024)
 
 typedef struct _EndpointCore EndpointCore;
 
@@ -67,6 +68,10 @@ typedef struct {
   GBytes          *data;
   GBytes          *trailer;
   char            *credit_group;  /* a NOTIFY with positive credit: its group */
+  gsize            size;       /* what it counts in max-buffered-bytes */
+  gboolean         sequenced;  /* an OBJECT or a NOTIFY of -1: resent until acknowledged */
+  gboolean         has_seq;    /* numbered, when first sent */
+  guint64          seq;
 } OutItem;
 
 typedef struct {
@@ -91,6 +96,7 @@ struct _TlspyoEndpoint {
   char             *credentials_dir;
   GTlsCertificate  *certificate;
   char             *server_identity;
+  char             *user;  /* issue 6: NULL for the shared password */
   double            reconnect_initial_delay;
   double            reconnect_max_delay;
   double            reconnect_factor;
@@ -99,6 +105,7 @@ struct _TlspyoEndpoint {
   guint             handshake_timeout;
   guint64           max_object_size;
   double            keepalive_interval;
+  guint64           max_buffered_bytes;
 
   /* state shared with the worker, under the mutex */
   gboolean          running;
@@ -111,6 +118,9 @@ struct _TlspyoEndpoint {
   GQueue            pop_requests;  /* PopRequest */
   GHashTable       *dest_cache;    /* "b" or "p" + group -> serialized OBJECT metadata */
   GHashTable       *credit;        /* group -> gint64*: notified, not yet used by the relay */
+  guint64           buffered_bytes;  /* the sizes of the items in outgoing and inflight */
+  guint8            session_id[TLSPYO_SESSION_ID_SIZE];  /* for the endpoint's lifetime */
+  guint64           next_seq;      /* for the next sequenced item sent for the first time */
   guint             pending_dispatch;
   GThread          *owner_thread;
   GMainContext     *owner_context;
@@ -131,6 +141,7 @@ enum {
   PROP_CREDENTIALS_DIR,
   PROP_CERTIFICATE,
   PROP_SERVER_IDENTITY,
+  PROP_USER,
   PROP_RECONNECT_INITIAL_DELAY,
   PROP_RECONNECT_MAX_DELAY,
   PROP_RECONNECT_FACTOR,
@@ -139,6 +150,7 @@ enum {
   PROP_HANDSHAKE_TIMEOUT,
   PROP_MAX_OBJECT_SIZE,
   PROP_KEEPALIVE_INTERVAL,
+  PROP_MAX_BUFFERED_BYTES,
   PROP_CONNECTED,
   N_PROPS
 };
@@ -162,6 +174,23 @@ out_item_free (gpointer data)
   g_clear_pointer (&item->trailer, g_bytes_unref);
   g_free (item->credit_group);
   g_free (item);
+}
+
+static gsize
+out_item_size (const OutItem *item)
+{
+  return TLSPYO_FRAME_HEADER_SIZE + g_bytes_get_size (item->meta) +
+         (item->data != NULL ? g_bytes_get_size (item->data) : 0) +
+         (item->trailer != NULL ? g_bytes_get_size (item->trailer) : 0);
+}
+
+/* For an item that leaves outgoing or inflight for good. */
+static void
+out_item_drop_locked (TlspyoEndpoint *self,
+                      OutItem        *item)
+{
+  self->buffered_bytes -= item->size;
+  out_item_free (item);
 }
 
 static void
@@ -336,6 +365,7 @@ typedef enum {
   CORE_CONNECTING,
   CORE_AWAIT_CHALLENGE,
   CORE_AWAIT_WELCOME,
+  CORE_AWAIT_RESUMED,  /* joined; sends once the relay said where to resume */
   CORE_READY,
 } CoreState;
 
@@ -352,6 +382,7 @@ struct _EndpointCore {
   TlspyoAuthSecret *secret;
   GTlsCertificate  *pinned;
   char             *server_identity;
+  char             *user;  /* issue 6: NULL for the shared password */
   double            initial_delay;
   double            max_delay;
   double            factor;
@@ -372,7 +403,10 @@ struct _EndpointCore {
   guint64           n_sent;   /* frames that need an ACK, on this connection */
   guint64           n_acked;
   TlspyoKeepalive   keepalive;
+  guint64           relay_max_object_size;  /* from RESUMED */
 };
+
+static void core_refuse_too_large (EndpointCore *core, OutItem *item);
 
 static void core_connect (EndpointCore *core);
 
@@ -394,6 +428,7 @@ core_unref (EndpointCore *core)
   tlspyo_auth_secret_free (core->secret);
   g_clear_object (&core->pinned);
   g_free (core->server_identity);
+  g_free (core->user);
   g_clear_object (&core->client);
   g_clear_object (&core->socket);
   g_clear_object (&core->cancellable);
@@ -478,6 +513,7 @@ credit_item_new (const char *group,
   item->meta = tlspyo_frame_serialize_meta (TLSPYO_FRAME_NOTIFY,
                                             g_variant_new ("(si)", group, count));
   item->credit_group = g_strdup (group);
+  item->size = out_item_size (item);
   return item;
 }
 
@@ -500,7 +536,7 @@ core_restore_credit (EndpointCore *core)
       next = l->next;
       if (item->credit_group != NULL)
         {
-          out_item_free (item);
+          out_item_drop_locked (self, item);
           g_queue_delete_link (&self->outgoing, l);
         }
     }
@@ -512,8 +548,10 @@ core_restore_credit (EndpointCore *core)
       while (credit > 0)
         {
           gint32 n = (gint32) MIN (credit, G_MAXINT32);
+          OutItem *item = credit_item_new (key, n);
 
-          g_queue_push_head (&self->outgoing, credit_item_new (key, n));
+          self->buffered_bytes += item->size;
+          g_queue_push_head (&self->outgoing, item);
           credit -= n;
         }
     }
@@ -532,11 +570,62 @@ core_send_pending (EndpointCore *core)
   g_mutex_lock (&self->mutex);
   while ((item = g_queue_pop_head (&self->outgoing)) != NULL)
     {
+      /* The relay would drop the connection on it, and again after each
+       * reconnection: refused here, and announced. */
+      if (item->data != NULL && core->relay_max_object_size > 0 &&
+          g_bytes_get_size (item->data) + g_bytes_get_size (item->trailer) >
+            core->relay_max_object_size)
+        {
+          core_refuse_too_large (core, item);
+          out_item_drop_locked (self, item);
+          continue;
+        }
+      /* Numbered once: resent after a reconnection, it keeps its number,
+       * by which the relay recognizes what it already handled. */
+      if (item->sequenced && !item->has_seq)
+        {
+          item->seq = self->next_seq++;
+          item->has_seq = TRUE;
+        }
       tlspyo_connection_send_serialized (core->conn, item->type, item->meta,
                                          item->data, item->trailer);
       g_queue_push_tail (&self->inflight, item);
       core->n_sent++;
     }
+  g_mutex_unlock (&self->mutex);
+}
+
+/* Right after WELCOME: which session the frames that follow belong to, and
+ * the number of the first sequenced one, the oldest not acknowledged (sent
+ * again first) or else the next new one. The relay numbers the sequenced
+ * frames that follow from it, and skips those it already handled. */
+static void
+core_send_session (EndpointCore *core)
+{
+  TlspyoEndpoint *self = core->endpoint;
+  guint64 first;
+  GList *l;
+
+  g_mutex_lock (&self->mutex);
+  first = self->next_seq;
+  /* Numbered items, put back by a lost connection, come first. */
+  for (l = self->outgoing.head; l != NULL; l = l->next)
+    {
+      OutItem *item = l->data;
+
+      if (item->has_seq)
+        {
+          first = item->seq;
+          break;
+        }
+    }
+  tlspyo_connection_send (core->conn, TLSPYO_FRAME_SESSION,
+                          g_variant_new ("(@ayt)",
+                                         g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE,
+                                                                    self->session_id,
+                                                                    sizeof self->session_id, 1),
+                                         first),
+                          NULL, NULL);
   g_mutex_unlock (&self->mutex);
 }
 
@@ -633,7 +722,7 @@ handle_welcome (EndpointCore      *core,
                       "The relay at %s could not prove it knows the password: it is not "
                       "your relay, or its password differs", core->peer);
 
-  core->state = CORE_READY;
+  core->state = CORE_AWAIT_RESUMED;
   core->attempt = 0;
   /* The I/O timeout bounded connecting, TLS and authentication. From now on
    * the connection may stay silent as long as nobody sends anything: a
@@ -648,6 +737,7 @@ handle_welcome (EndpointCore      *core,
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_PING) |
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_PONG) |
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_DENIED) |
+                                TLSPYO_FRAME_BIT (TLSPYO_FRAME_RESUMED) |
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_BYE));
   /* Instead of the I/O timeout: silence is fine, a dead relay is not. */
   tlspyo_keepalive_start (&core->keepalive, core->conn, core->keepalive_interval);
@@ -665,6 +755,40 @@ handle_welcome (EndpointCore      *core,
     post_to_owner (self->owner_context, notify_connected_cb, d);
   }
   g_debug ("Connected to %s", core->peer);
+  core_send_session (core);
+  return TRUE;
+}
+
+/* The answer to SESSION: the number the relay expects next. What is
+ * numbered below was handled (its acknowledgement was lost with the
+ * previous connection): dropped, not sent again. Then everything waiting
+ * goes, credit first. */
+static gboolean
+handle_resumed (EndpointCore      *core,
+                const TlspyoFrame *frame)
+{
+  TlspyoEndpoint *self = core->endpoint;
+  guint64 next, relay_max;
+  OutItem *item;
+
+  if (core->state != CORE_AWAIT_RESUMED)
+    return core_fail (core, TLSPYO_ERROR_PROTOCOL, "The relay at %s sent an unexpected RESUMED",
+                      core->peer);
+  g_variant_get (frame->meta, "(tt)", &next, &relay_max);
+  core->relay_max_object_size = relay_max;
+
+  g_mutex_lock (&self->mutex);
+  while ((item = g_queue_peek_head (&self->outgoing)) != NULL &&
+         item->has_seq && item->seq < next)
+    out_item_drop_locked (self, g_queue_pop_head (&self->outgoing));
+  /* Only with a relay that knows more than this endpoint sent (not ours):
+   * stay in step with its numbering. */
+  if (self->next_seq < next && (item == NULL || !item->has_seq))
+    self->next_seq = next;
+  wake_locked (self);
+  g_mutex_unlock (&self->mutex);
+
+  core->state = CORE_READY;
   core_restore_credit (core);
   core_send_pending (core);
   return TRUE;
@@ -687,7 +811,7 @@ handle_ack (EndpointCore      *core,
    * order, what was sent and not acknowledged yet. */
   g_mutex_lock (&self->mutex);
   for (guint64 i = core->n_acked; i < acked; i++)
-    out_item_free (g_queue_pop_head (&self->inflight));
+    out_item_drop_locked (self, g_queue_pop_head (&self->inflight));
   wake_locked (self);
   g_mutex_unlock (&self->mutex);
   core->n_acked = acked;
@@ -749,6 +873,46 @@ handle_denied (EndpointCore      *core,
   return TRUE;
 }
 
+/* Issue 5: an object larger than the relay's max-object-size, which the
+ * relay would answer by dropping the connection, after each reconnection
+ * again. It goes nowhere, loudly: a warning and action-refused, as for
+ * an object the relay refused. Called with the endpoint's mutex held. */
+static void
+core_refuse_too_large (EndpointCore *core,
+                       OutItem      *item)
+{
+  TlspyoEndpoint *self = core->endpoint;
+  g_autoptr(GVariant) meta = NULL;
+  g_autoptr(GVariant) destinations = NULL;
+  Denial *d = g_new0 (Denial, 1);
+  GVariantIter iter;
+  const char *group;
+  gint32 count;
+  GSource *source;
+
+  meta = g_variant_ref_sink (g_variant_new_from_bytes (tlspyo_frame_meta_type (item->type),
+                                                       item->meta, TRUE));
+  destinations = g_variant_get_child_value (meta, 0);
+  g_variant_iter_init (&iter, destinations);
+  d->group = g_variant_iter_next (&iter, "{&si}", &group, &count) ? g_strdup (group)
+                                                                  : g_strdup ("");
+  d->code = TLSPYO_ERROR_LIMIT;
+  d->reason = g_strdup_printf ("the object is %" G_GSIZE_FORMAT " bytes serialized, more than "
+                               "the relay's max-object-size (%" G_GUINT64_FORMAT "): it was not "
+                               "sent; raise max-object-size on the relay, or send smaller objects",
+                               g_bytes_get_size (item->data) + g_bytes_get_size (item->trailer),
+                               core->relay_max_object_size);
+  g_weak_ref_init (&d->endpoint, self);
+  g_warning ("An object for group '%s' was not sent to the relay at %s: %s",
+             d->group, core->peer, d->reason);
+
+  source = g_idle_source_new ();
+  g_source_set_callback (source, action_refused_cb, d, denial_free);
+  g_source_set_static_name (source, "[tlspyo] endpoint action refused");
+  g_source_attach (source, self->owner_context);
+  g_source_unref (source);
+}
+
 static gboolean
 core_frame_cb (TlspyoConnection  *conn,
                const TlspyoFrame *frame,
@@ -805,6 +969,8 @@ core_frame_cb (TlspyoConnection  *conn,
       }
     case TLSPYO_FRAME_ACK:
       return handle_ack (core, frame);
+    case TLSPYO_FRAME_RESUMED:
+      return handle_resumed (core, frame);
     case TLSPYO_FRAME_DENIED:
       return handle_denied (core, frame);  /* issue 6 */
     case TLSPYO_FRAME_PING:
@@ -826,6 +992,29 @@ core_frame_cb (TlspyoConnection  *conn,
     }
 }
 
+/* What the relay did not acknowledge goes back to the head of outgoing, in
+ * order, to be sent again on the next connection under the same numbers.
+ * Positive NOTIFYs are not: the credit they carried is announced again as
+ * a whole (core_restore_credit()). Returns how many were put back. */
+static guint
+requeue_inflight_locked (TlspyoEndpoint *self)
+{
+  OutItem *item;
+  guint n = 0;
+
+  while ((item = g_queue_pop_tail (&self->inflight)) != NULL)
+    {
+      if (item->sequenced)
+        {
+          g_queue_push_head (&self->outgoing, item);
+          n++;
+        }
+      else
+        out_item_drop_locked (self, item);
+    }
+  return n;
+}
+
 static void
 core_closed_cb (TlspyoConnection *conn,
                 const GError     *error,
@@ -841,8 +1030,7 @@ core_closed_cb (TlspyoConnection *conn,
   g_mutex_lock (&self->mutex);
   was_connected = self->connected;
   self->connected = FALSE;
-  lost = g_queue_get_length (&self->inflight);
-  g_queue_clear_full (&self->inflight, out_item_free);
+  lost = requeue_inflight_locked (self);
   g_free (self->last_failure);
   self->last_failure = g_strdup (error->message);
   if (is_refusal (error))
@@ -854,9 +1042,9 @@ core_closed_cb (TlspyoConnection *conn,
   g_mutex_unlock (&self->mutex);
 
   if (lost > 0 && !core->stopped)
-    g_warning ("Connection to %s lost with %u objects not acknowledged: %s",
-               core->peer, lost, error->message);
-  else if (is_refusal (error))
+    g_debug ("Connection to %s lost with %u frames not acknowledged, to send again: %s",
+             core->peer, lost, error->message);
+  if (is_refusal (error))
     g_warning ("%s", error->message);
   else
     g_debug ("Connection to %s ended: %s", core->peer, error->message);
@@ -899,11 +1087,21 @@ core_begin_protocol (EndpointCore *core,
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_REFUSED) |
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_BYE));
   tlspyo_auth_random (core->nonce, sizeof core->nonce);
-  tlspyo_connection_send (core->conn, TLSPYO_FRAME_HELLO,
-                          g_variant_new ("(u@ay)", (guint32) TLSPYO_PROTOCOL_VERSION,
-                                         g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, core->nonce,
-                                                                    sizeof core->nonce, 1)),
-                          NULL, NULL);
+  if (core->user != NULL)  /* issue 6: the relay picks that user's salt */
+    tlspyo_connection_send (core->conn, TLSPYO_FRAME_HELLO_USER,
+                            g_variant_new ("(u@ays)", (guint32) TLSPYO_PROTOCOL_VERSION,
+                                           g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE,
+                                                                      core->nonce,
+                                                                      sizeof core->nonce, 1),
+                                           core->user),
+                            NULL, NULL);
+  else
+    tlspyo_connection_send (core->conn, TLSPYO_FRAME_HELLO,
+                            g_variant_new ("(u@ay)", (guint32) TLSPYO_PROTOCOL_VERSION,
+                                           g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE,
+                                                                      core->nonce,
+                                                                      sizeof core->nonce, 1)),
+                            NULL, NULL);
   core->state = CORE_AWAIT_CHALLENGE;
   tlspyo_connection_start (core->conn);
 }
@@ -1034,7 +1232,7 @@ core_shutdown_cb (gpointer data)
     {
       g_autoptr(GError) error = g_error_new_literal (TLSPYO_ERROR, TLSPYO_ERROR_CLOSED,
                                                      "The endpoint stopped");
-      if (core->state == CORE_READY)
+      if (core->state >= CORE_AWAIT_RESUMED)
         tlspyo_connection_send (core->conn, TLSPYO_FRAME_BYE,
                                 g_variant_new ("(s)", "the endpoint stopped"), NULL, NULL);
       /* Let the goodbye leave before the stream closes. */
@@ -1066,6 +1264,8 @@ tlspyo_endpoint_init (TlspyoEndpoint *self)
   self->handshake_timeout = DEFAULT_HANDSHAKE_TIMEOUT;
   self->max_object_size = TLSPYO_DEFAULT_MAX_OBJECT_SIZE;
   self->keepalive_interval = DEFAULT_KEEPALIVE_INTERVAL;
+  self->max_buffered_bytes = DEFAULT_MAX_BUFFERED_BYTES;
+  tlspyo_auth_random (self->session_id, sizeof self->session_id);
   g_queue_init (&self->outgoing);
   g_queue_init (&self->inflight);
   g_queue_init (&self->received);
@@ -1136,6 +1336,7 @@ tlspyo_endpoint_finalize (GObject *object)
   g_strfreev (self->groups);
   g_free (self->credentials_dir);
   g_free (self->server_identity);
+  g_free (self->user);
   g_clear_error (&self->refusal);
   g_free (self->last_failure);
   g_queue_clear_full (&self->outgoing, out_item_free);
@@ -1185,6 +1386,9 @@ tlspyo_endpoint_get_property (GObject    *object,
     case PROP_SERVER_IDENTITY:
       g_value_set_string (value, self->server_identity);
       break;
+    case PROP_USER:
+      g_value_set_string (value, self->user);
+      break;
     case PROP_RECONNECT_INITIAL_DELAY:
       g_value_set_double (value, self->reconnect_initial_delay);
       break;
@@ -1208,6 +1412,9 @@ tlspyo_endpoint_get_property (GObject    *object,
       break;
     case PROP_KEEPALIVE_INTERVAL:
       g_value_set_double (value, self->keepalive_interval);
+      break;
+    case PROP_MAX_BUFFERED_BYTES:
+      g_value_set_uint64 (value, self->max_buffered_bytes);
       break;
     case PROP_CONNECTED:
       g_value_set_boolean (value, self->connected);
@@ -1293,6 +1500,11 @@ tlspyo_endpoint_set_property (GObject      *object,
       if (self->server_identity == NULL)
         self->server_identity = g_strdup ("default");
       break;
+    case PROP_USER:
+      changed = set_string (&self->user, value);
+      if (self->user != NULL && *self->user == '\0')
+        g_clear_pointer (&self->user, g_free);
+      break;
     case PROP_RECONNECT_INITIAL_DELAY:
       changed = set_double (&self->reconnect_initial_delay, value);
       break;
@@ -1318,6 +1530,10 @@ tlspyo_endpoint_set_property (GObject      *object,
       break;
     case PROP_KEEPALIVE_INTERVAL:
       changed = set_double (&self->keepalive_interval, value);
+      break;
+    case PROP_MAX_BUFFERED_BYTES:
+      changed = self->max_buffered_bytes != g_value_get_uint64 (value);
+      self->max_buffered_bytes = g_value_get_uint64 (value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -1427,6 +1643,20 @@ tlspyo_endpoint_class_init (TlspyoEndpointClass *klass)
     g_param_spec_string ("server-identity", NULL, NULL, "default", rw);
 
   /**
+   * TlspyoEndpoint:user:
+   *
+   * The named user this endpoint authenticates as, with that user's
+   * password in [property@Tlspyo.Endpoint:password]; the relay then lets
+   * it do only what [method@Tlspyo.Relay.grant] gave the user. %NULL (the
+   * default) uses the relay's shared password, with every right.
+   * Read by [method@Tlspyo.Endpoint.start].
+   *
+   * Since: 0.1
+   */
+  properties[PROP_USER] =
+    g_param_spec_string ("user", NULL, NULL, NULL, rw);
+
+  /**
    * TlspyoEndpoint:reconnect-initial-delay:
    *
    * Seconds to wait before the first reconnection attempt.
@@ -1516,6 +1746,25 @@ tlspyo_endpoint_class_init (TlspyoEndpointClass *klass)
   properties[PROP_KEEPALIVE_INTERVAL] =
     g_param_spec_double ("keepalive-interval", NULL, NULL, 0.0, 86400.0,
                          DEFAULT_KEEPALIVE_INTERVAL, rw);
+
+  /**
+   * TlspyoEndpoint:max-buffered-bytes:
+   *
+   * The most bytes of objects and notifications (framing included) the
+   * endpoint holds while they are not sent yet or not yet acknowledged by
+   * the relay. It keeps them so as to send them again after a lost
+   * connection; past this bound [method@Tlspyo.Endpoint.broadcast],
+   * [method@Tlspyo.Endpoint.produce], [method@Tlspyo.Endpoint.send_object]
+   * and [method@Tlspyo.Endpoint.notify_ready] fail with
+   * %TLSPYO_ERROR_LIMIT instead of growing memory without end (nothing is
+   * dropped silently): wait with [method@Tlspyo.Endpoint.flush] and send
+   * again. 0 means no bound. Read at each send.
+   *
+   * Since: 0.1
+   */
+  properties[PROP_MAX_BUFFERED_BYTES] =
+    g_param_spec_uint64 ("max-buffered-bytes", NULL, NULL, 0, G_MAXUINT64,
+                         DEFAULT_MAX_BUFFERED_BYTES, rw);
 
   /**
    * TlspyoEndpoint:connected:
@@ -1648,6 +1897,11 @@ tlspyo_endpoint_start (TlspyoEndpoint  *self,
                            "The endpoint has no password: set its password property to the relay's");
       return FALSE;
     }
+  if (self->user != NULL && !tlspyo_auth_user_name_check (self->user, error))
+    {
+      g_mutex_unlock (&self->mutex);
+      return FALSE;
+    }
   if (self->security == TLSPYO_SECURITY_TLS)
     {
       if (self->certificate != NULL)
@@ -1670,6 +1924,7 @@ tlspyo_endpoint_start (TlspyoEndpoint  *self,
   core->secret = tlspyo_auth_secret_copy (self->secret);
   core->pinned = g_steal_pointer (&pinned);
   core->server_identity = g_strdup (self->server_identity);
+  core->user = g_strdup (self->user);
   core->initial_delay = self->reconnect_initial_delay;
   core->max_delay = self->reconnect_max_delay;
   core->factor = self->reconnect_factor;
@@ -1869,6 +2124,7 @@ tlspyo_endpoint_stop (TlspyoEndpoint *self)
                      g_queue_get_length (&self->outgoing) + g_queue_get_length (&self->inflight));
   g_queue_clear_full (&self->outgoing, out_item_free);
   g_queue_clear_full (&self->inflight, out_item_free);
+  self->buffered_bytes = 0;
   g_mutex_unlock (&self->mutex);
 
   if (undelivered > 0)
@@ -1922,7 +2178,36 @@ enqueue_full (TlspyoEndpoint   *self,
         }
     }
 
+  item->size = out_item_size (item);
+  /* Only positive NOTIFYs are not sequenced: their credit belongs to the
+   * connection, and is announced again as a whole on the next one. */
+  item->sequenced = type == TLSPYO_FRAME_OBJECT || credit_group == NULL;
+
   g_mutex_lock (&self->mutex);
+  if (self->max_buffered_bytes > 0 &&
+      self->buffered_bytes + item->size > self->max_buffered_bytes)
+    {
+      guint64 held = self->buffered_bytes;
+      guint64 limit = self->max_buffered_bytes;
+
+      g_mutex_unlock (&self->mutex);
+      if (item->size > limit)
+        g_set_error (error, TLSPYO_ERROR, TLSPYO_ERROR_LIMIT,
+                     "Not sent: this %s takes %" G_GSIZE_FORMAT " bytes to send, more than "
+                     "the endpoint's max-buffered-bytes (%" G_GUINT64_FORMAT "): raise "
+                     "max-buffered-bytes", type == TLSPYO_FRAME_OBJECT ? "object" : "notification",
+                     item->size, limit);
+      else
+        g_set_error (error, TLSPYO_ERROR, TLSPYO_ERROR_LIMIT,
+                     "Not sent: the endpoint already holds %" G_GUINT64_FORMAT " bytes the "
+                     "relay has not acknowledged yet, and %" G_GSIZE_FORMAT " more would pass "
+                     "its max-buffered-bytes (%" G_GUINT64_FORMAT "): wait for the relay "
+                     "(tlspyo_endpoint_flush()) and send again, or raise max-buffered-bytes",
+                     held, item->size, limit);
+      out_item_free (item);
+      return FALSE;
+    }
+  self->buffered_bytes += item->size;
   if (credit_group != NULL)
     {
       gint64 *total = g_hash_table_lookup (self->credit, credit_group);

@@ -21,6 +21,9 @@ G_BEGIN_DECLS
 
 #define TLSPYO_DEFAULT_MAX_OBJECT_SIZE   ((guint64) 256 * 1024 * 1024)
 
+/* An endpoint's session id (SESSION frame): random, for its lifetime. */
+#define TLSPYO_SESSION_ID_SIZE           16
+
 typedef enum {
   TLSPYO_FRAME_HELLO     = 1,  /* endpoint -> relay  (uay)   version, endpoint nonce */
   TLSPYO_FRAME_CHALLENGE = 2,  /* relay -> endpoint  (ayayu) relay nonce, salt, iterations */
@@ -36,9 +39,12 @@ typedef enum {
   TLSPYO_FRAME_PONG      = 12, /* either way         (t)     the PING's token */
   TLSPYO_FRAME_PRODUCED  = 13, /* relay -> endpoint  (sb)    group, used credit; body: object */
   TLSPYO_FRAME_DENIED    = 14, /* relay -> endpoint  (uss)   TlspyoError code, group, reason */
+  TLSPYO_FRAME_HELLO_USER = 15, /* endpoint -> relay (uays)  HELLO with a user name */
+  TLSPYO_FRAME_SESSION   = 16, /* endpoint -> relay  (ayt)   session id, first sequence number it may send */
+  TLSPYO_FRAME_RESUMED   = 17, /* relay -> endpoint  (tt)    next sequence number expected, max-object-size */
 } TlspyoFrameType;
 
-#define TLSPYO_FRAME_TYPE_LAST TLSPYO_FRAME_DENIED
+#define TLSPYO_FRAME_TYPE_LAST TLSPYO_FRAME_RESUMED
 #define TLSPYO_FRAME_BIT(t) (1u << (t))
 #define TLSPYO_FRAME_MASK_ALL (((1u << (TLSPYO_FRAME_TYPE_LAST + 1)) - 1) & ~1u)
 

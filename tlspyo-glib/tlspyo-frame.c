@@ -30,6 +30,9 @@ static const struct {
   [TLSPYO_FRAME_PONG]      = { "PONG",      "(t)",     FALSE },
   [TLSPYO_FRAME_PRODUCED]  = { "PRODUCED",  "(sb)",    TRUE  },
   [TLSPYO_FRAME_DENIED]    = { "DENIED",    "(uss)",   FALSE },
+  [TLSPYO_FRAME_HELLO_USER] = { "HELLO_USER", "(uays)", FALSE },
+  [TLSPYO_FRAME_SESSION]   = { "SESSION",   "(ayt)",   FALSE },
+  [TLSPYO_FRAME_RESUMED]   = { "RESUMED",   "(tt)",    FALSE },
 };
 
 G_STATIC_ASSERT (G_N_ELEMENTS (frame_types) == TLSPYO_FRAME_TYPE_LAST + 1);

@@ -84,6 +84,93 @@ typedef struct {
   int   max_consumables;
 } GroupRule;
 
+/* Issue 6: a named user, with the key of its password hash and its rights
+ * per group. The relay keeps one table, the worker a copy of it; peers hold
+ * a reference to the worker's entry, so a grant reaches connected
+ * endpoints at once. */
+typedef struct {
+  gatomicrefcount  ref_count;
+  char            *name;
+  guint8           salt[TLSPYO_AUTH_SALT_SIZE];
+  gsize            salt_len;
+  guint            iterations;
+  guint8           key[TLSPYO_AUTH_KEY_SIZE];
+  TlspyoRights     every_group;  /* granted with a NULL group */
+  GHashTable      *groups;       /* group -> TlspyoRights, as a pointer */
+} RelayUser;
+
+static RelayUser *
+relay_user_new (const char *name)
+{
+  RelayUser *user = g_new0 (RelayUser, 1);
+
+  g_atomic_ref_count_init (&user->ref_count);
+  user->name = g_strdup (name);
+  user->groups = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  return user;
+}
+
+static RelayUser *
+relay_user_ref (RelayUser *user)
+{
+  g_atomic_ref_count_inc (&user->ref_count);
+  return user;
+}
+
+static void
+relay_user_unref (RelayUser *user)
+{
+  if (!g_atomic_ref_count_dec (&user->ref_count))
+    return;
+  tlspyo_auth_wipe (user->key, sizeof user->key);
+  g_hash_table_unref (user->groups);
+  g_free (user->name);
+  g_free (user);
+}
+
+/* Makes @dest say what @src says (name aside). */
+static void
+relay_user_assign (RelayUser *dest,
+                   RelayUser *src)
+{
+  GHashTableIter iter;
+  gpointer group, rights;
+
+  memcpy (dest->salt, src->salt, sizeof dest->salt);
+  dest->salt_len = src->salt_len;
+  dest->iterations = src->iterations;
+  memcpy (dest->key, src->key, sizeof dest->key);
+  dest->every_group = src->every_group;
+  g_hash_table_remove_all (dest->groups);
+  g_hash_table_iter_init (&iter, src->groups);
+  while (g_hash_table_iter_next (&iter, &group, &rights))
+    g_hash_table_insert (dest->groups, g_strdup (group), rights);
+}
+
+static RelayUser *
+relay_user_copy (RelayUser *user)
+{
+  RelayUser *copy = relay_user_new (user->name);
+
+  relay_user_assign (copy, user);
+  return copy;
+}
+
+static TlspyoRights
+relay_user_rights (RelayUser  *user,
+                   const char *group)
+{
+  return user->every_group |
+         (TlspyoRights) GPOINTER_TO_UINT (g_hash_table_lookup (user->groups, group));
+}
+
+static GHashTable *
+user_table_new (void)
+{
+  return g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
+                                (GDestroyNotify) relay_user_unref);
+}
+
 struct _TlspyoRelay {
   GObject           parent_instance;
 
@@ -100,6 +187,7 @@ struct _TlspyoRelay {
   GArray           *rules;  /* of GroupRule */
   gboolean          no_listen;  /* tlspyo_relay_set_listening() */
   RelayLimits       limits;
+  GHashTable       *users;  /* name -> RelayUser */
 
   TlspyoWorker     *worker;
   RelayCore        *core;
@@ -167,12 +255,19 @@ typedef struct {
   guint64            handled;
   guint64            acked;
   TlspyoKeepalive    keepalive;
+  struct _RelaySession *session;  /* issue 5: NULL until SESSION, or without one */
+  guint64            next_seq;     /* of the next sequenced frame on this connection */
 
   /* Limits */
   char              *address_key;  /* what per-address limits count by */
   gboolean           counted;      /* against the connection limits */
   char              *over_limit;   /* refused at HELLO, for this reason */
   GSource           *delay_timer;  /* delays the answer to a failed authentication */
+
+  /* Users */
+  RelayUser         *user;  /* NULL: the shared password, every right */
+  char              *user_name;  /* as the endpoint gave it, known or not */
+  guint8             key[TLSPYO_AUTH_KEY_SIZE];  /* the password's, for this handshake */
 } RelayPeer;
 
 typedef struct {
@@ -195,6 +290,9 @@ struct _RelayCore {
   double           keepalive_interval;
   GHashTable      *peers;
   GHashTable      *deliver_meta;  /* group -> serialized DELIVER metadata */
+  GHashTable      *sessions;      /* session id -> RelaySession (issue 5) */
+  GQueue           sessions_lru;  /* of RelaySession, most recently used first */
+  guint64          n_duplicates;  /* frames skipped as already handled */
   gint             n_joined;  /* read from other threads */
   gboolean         stopped;
   gboolean         no_listen;
@@ -208,12 +306,91 @@ struct _RelayCore {
   guint            log_count;
   guint            log_suppressed;
 
+  /* Users */
+  gboolean         has_password;
+  GHashTable      *users;  /* name -> RelayUser, the worker's copies */
+  guint8           unknown_user_secret[32];  /* salts for names no user has */
+
   /* start() arguments and results */
   char            *address;
   guint            port;
   guint            bound_port;
   GError          *start_error;
 };
+
+/* Issue 5: per endpoint session, the sequenced frames the relay handled,
+ * so that what an endpoint sends again after a lost connection is not
+ * handled twice. Bounded: past MAX_SESSIONS the least recently seen one
+ * is forgotten (a peer still connected keeps using its record). */
+#define MAX_SESSIONS 4096
+
+typedef struct _RelaySession {
+  guint   ref_count;  /* the table's and each peer's; worker thread only */
+  guint8  id[TLSPYO_SESSION_ID_SIZE];
+  guint64 next;       /* every sequenced frame numbered below was handled */
+  GList   lru_link;   /* in RelayCore.sessions_lru while in the table */
+} RelaySession;
+
+static RelaySession *
+relay_session_ref (RelaySession *session)
+{
+  session->ref_count++;
+  return session;
+}
+
+static void
+relay_session_unref (RelaySession *session)
+{
+  if (--session->ref_count == 0)
+    g_free (session);
+}
+
+/* Session ids are random: any 4 of their bytes hash well. */
+static guint
+session_id_hash (gconstpointer key)
+{
+  guint h;
+
+  memcpy (&h, key, sizeof h);
+  return h;
+}
+
+static gboolean
+session_id_equal (gconstpointer a,
+                  gconstpointer b)
+{
+  return memcmp (a, b, TLSPYO_SESSION_ID_SIZE) == 0;
+}
+
+/* The record of session @id, made if new; borrowed. */
+static RelaySession *
+core_session (RelayCore    *core,
+              const guint8 *id)
+{
+  RelaySession *session = g_hash_table_lookup (core->sessions, id);
+
+  if (session != NULL)
+    {
+      g_queue_unlink (&core->sessions_lru, &session->lru_link);
+      g_queue_push_head_link (&core->sessions_lru, &session->lru_link);
+      return session;
+    }
+
+  if (g_hash_table_size (core->sessions) >= MAX_SESSIONS)
+    {
+      GList *oldest = g_queue_pop_tail_link (&core->sessions_lru);
+      RelaySession *old = oldest->data;
+
+      g_hash_table_remove (core->sessions, old->id);  /* unrefs it */
+    }
+  session = g_new0 (RelaySession, 1);
+  session->ref_count = 1;
+  memcpy (session->id, id, TLSPYO_SESSION_ID_SIZE);
+  session->lru_link.data = session;
+  g_hash_table_insert (core->sessions, session->id, session);
+  g_queue_push_head_link (&core->sessions_lru, &session->lru_link);
+  return session;
+}
 
 static void peer_close (RelayPeer *peer, const GError *error);
 
@@ -232,7 +409,10 @@ relay_core_unref (RelayCore *core)
   g_assert (g_hash_table_size (core->peers) == 0);
   g_hash_table_unref (core->peers);
   g_hash_table_unref (core->addresses);
+  g_hash_table_unref (core->users);
+  tlspyo_auth_wipe (core->unknown_user_secret, sizeof core->unknown_user_secret);
   g_hash_table_unref (core->deliver_meta);
+  g_hash_table_unref (core->sessions);
   g_clear_pointer (&core->router, tlspyo_router_free);
   g_clear_object (&core->service);
   g_clear_object (&core->certificate);
@@ -570,6 +750,7 @@ static void
 peer_free (RelayPeer *peer)
 {
   tlspyo_keepalive_stop (&peer->keepalive);
+  g_clear_pointer (&peer->session, relay_session_unref);
   if (peer->handshake_timer != NULL)
     {
       g_source_destroy (peer->handshake_timer);
@@ -598,6 +779,9 @@ peer_free (RelayPeer *peer)
     peer->core->n_refusing--;
   if (peer->address_key != NULL)
     core_address_forget (peer->core, peer->address_key);
+  g_clear_pointer (&peer->user, relay_user_unref);
+  g_free (peer->user_name);
+  tlspyo_auth_wipe (peer->key, sizeof peer->key);
   g_free (peer->over_limit);
   g_free (peer->address_key);
   g_free (peer->address);
@@ -642,22 +826,84 @@ peer_protocol_error (RelayPeer  *peer,
   return FALSE;
 }
 
+/* The key, salt and rounds of the password this endpoint must know: the
+ * shared one, or its user's. A name no user has gets a salt derived from
+ * it (the same each time) and a key nobody knows: to the endpoint, an
+ * unknown user looks like a wrong password. */
+static gboolean
+peer_choose_key (RelayPeer *peer,
+                 guint8     salt[TLSPYO_AUTH_SALT_SIZE],
+                 gsize     *salt_len,
+                 guint     *iterations)
+{
+  RelayCore *core = peer->core;
+  RelayUser *user;
+
+  if (peer->user_name == NULL)
+    {
+      if (!core->has_password)
+        return peer_refuse (peer, TLSPYO_ERROR_AUTHENTICATION,
+                            "This relay has no shared password, only named users: set the "
+                            "endpoint's user property and that user's password");
+      memcpy (peer->key, core->key, sizeof peer->key);
+      memcpy (salt, core->salt, sizeof core->salt);
+      *salt_len = sizeof core->salt;
+      *iterations = core->iterations;
+      return TRUE;
+    }
+
+  user = g_hash_table_lookup (core->users, peer->user_name);
+  if (user != NULL)
+    {
+      peer->user = relay_user_ref (user);
+      memcpy (peer->key, user->key, sizeof peer->key);
+      memcpy (salt, user->salt, user->salt_len);
+      *salt_len = user->salt_len;
+      *iterations = user->iterations;
+      return TRUE;
+    }
+
+  {
+    g_autoptr(GHmac) hmac = g_hmac_new (G_CHECKSUM_SHA256, core->unknown_user_secret,
+                                        sizeof core->unknown_user_secret);
+    guint8 digest[32];
+    gsize digest_len = sizeof digest;
+
+    g_hmac_update (hmac, (const guchar *) peer->user_name, strlen (peer->user_name));
+    g_hmac_get_digest (hmac, digest, &digest_len);
+    memcpy (salt, digest, TLSPYO_AUTH_SALT_SIZE);
+    tlspyo_auth_random (peer->key, sizeof peer->key);
+    *salt_len = TLSPYO_AUTH_SALT_SIZE;
+    *iterations = TLSPYO_AUTH_DEFAULT_HASH_ITERATIONS;
+  }
+  return TRUE;
+}
+
 static gboolean
 handle_hello (RelayPeer         *peer,
               const TlspyoFrame *frame)
 {
-  RelayCore *core = peer->core;
   guint32 version;
   g_autoptr(GVariant) nonce = NULL;
   gsize len;
   const guint8 *data;
+  guint8 salt[TLSPYO_AUTH_SALT_SIZE];
+  gsize salt_len = 0;
+  guint iterations = 0;
 
   /* Over a limit at accept time: the refusal waits for HELLO, so that the
    * endpoint reads it (closing on unread data would reset the connection). */
   if (peer->over_limit != NULL)
     return peer_refuse (peer, TLSPYO_ERROR_LIMIT, peer->over_limit);
 
-  g_variant_get (frame->meta, "(u@ay)", &version, &nonce);
+  if (frame->type == TLSPYO_FRAME_HELLO_USER)
+    {
+      g_variant_get (frame->meta, "(u@ays)", &version, &nonce, &peer->user_name);
+      if (!tlspyo_auth_user_name_check (peer->user_name, NULL))
+        return peer_protocol_error (peer, "Endpoint %s gave an invalid user name", peer->address);
+    }
+  else
+    g_variant_get (frame->meta, "(u@ay)", &version, &nonce);
   if (version != TLSPYO_PROTOCOL_VERSION)
     return peer_protocol_error (peer, "Endpoint %s speaks protocol version %u, this relay speaks %u",
                                 peer->address, version, TLSPYO_PROTOCOL_VERSION);
@@ -667,6 +913,8 @@ handle_hello (RelayPeer         *peer,
                                 peer->address, len);
   memcpy (peer->endpoint_nonce, data, len);
   tlspyo_auth_random (peer->relay_nonce, sizeof peer->relay_nonce);
+  if (!peer_choose_key (peer, salt, &salt_len, &iterations))
+    return FALSE;
 
   tlspyo_connection_set_limits (peer->conn, TLSPYO_FRAME_MAX_META_HANDSHAKE, 0,
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_AUTH) |
@@ -675,12 +923,20 @@ handle_hello (RelayPeer         *peer,
                           g_variant_new ("(@ay@ayu)",
                                          g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, peer->relay_nonce,
                                                                     TLSPYO_AUTH_NONCE_SIZE, 1),
-                                         g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, core->salt,
-                                                                    TLSPYO_AUTH_SALT_SIZE, 1),
-                                         core->iterations),
+                                         g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, salt,
+                                                                    salt_len, 1),
+                                         iterations),
                           NULL, NULL);
   peer->state = PEER_AWAIT_AUTH;
   return TRUE;
+}
+
+static gboolean
+peer_has_right (RelayPeer    *peer,
+                const char   *group,
+                TlspyoRights  right)
+{
+  return peer->user == NULL || (relay_user_rights (peer->user, group) & right) == right;
 }
 
 static gboolean
@@ -730,7 +986,7 @@ handle_auth (RelayPeer         *peer,
 
   g_variant_get (frame->meta, "(@ay^a&s)", &proof_v, &groups);
   proof = g_variant_get_fixed_array (proof_v, &len, 1);
-  tlspyo_auth_proof (core->key, TLSPYO_AUTH_ROLE_ENDPOINT, peer->endpoint_nonce,
+  tlspyo_auth_proof (peer->key, TLSPYO_AUTH_ROLE_ENDPOINT, peer->endpoint_nonce,
                      peer->relay_nonce, expected);
   if (len != TLSPYO_AUTH_PROOF_SIZE || !tlspyo_auth_equal (proof, expected, sizeof expected))
     return peer_auth_failed (peer);
@@ -752,12 +1008,21 @@ handle_auth (RelayPeer         *peer,
   for (gsize i = 0; i < n_groups; i++)
     if (!tlspyo_group_name_check (groups[i], &error))
       return peer_refuse (peer, TLSPYO_ERROR_GROUP_REFUSED, error->message);
+  for (gsize i = 0; i < n_groups; i++)
+    if (!peer_has_right (peer, groups[i], TLSPYO_RIGHTS_JOIN))
+      {
+        g_autofree char *reason = g_strdup_printf ("user '%s' may not join group '%s'",
+                                                   peer->user->name, groups[i]);
+
+        core_log_limit (core, "Refused %s: %s", peer->address, reason);
+        return peer_refuse (peer, TLSPYO_ERROR_PERMISSION_DENIED, reason);
+      }
 
   peer->router_peer = tlspyo_router_join (core->router, peer, groups, &error);
   if (peer->router_peer == NULL)
     return peer_refuse (peer, error->code, error->message);
 
-  tlspyo_auth_proof (core->key, TLSPYO_AUTH_ROLE_RELAY, peer->endpoint_nonce,
+  tlspyo_auth_proof (peer->key, TLSPYO_AUTH_ROLE_RELAY, peer->endpoint_nonce,
                      peer->relay_nonce, relay_proof);
   tlspyo_connection_send (peer->conn, TLSPYO_FRAME_WELCOME,
                           g_variant_new ("(@ay)",
@@ -774,6 +1039,7 @@ handle_auth (RelayPeer         *peer,
   tlspyo_connection_set_limits (peer->conn, TLSPYO_FRAME_MAX_META, core->max_object_size,
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_OBJECT) |
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_NOTIFY) |
+                                TLSPYO_FRAME_BIT (TLSPYO_FRAME_SESSION) |
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_PING) |
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_PONG) |
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_BYE));
@@ -818,8 +1084,19 @@ peer_may_route (RelayPeer *peer,
   g_variant_iter_init (&iter, destinations);
   while (g_variant_iter_next (&iter, "{&si}", &group, &count))
     {
+      TlspyoRights right = count < 0 ? TLSPYO_RIGHTS_BROADCAST : TLSPYO_RIGHTS_PRODUCE;
       guint64 queued;
 
+      if (!peer_has_right (peer, group, right))
+        {
+          g_autofree char *reason =
+            g_strdup_printf ("user '%s' may not %s group '%s': the object was dropped",
+                             peer->user->name, count < 0 ? "broadcast to" : "produce into",
+                             group);
+
+          peer_deny (peer, TLSPYO_ERROR_PERMISSION_DENIED, group, reason);
+          return FALSE;
+        }
       if (count < 0 || core->limits.max_queued_bytes == 0)
         continue;
       /* One object always fits, so a limit below the object size does not
@@ -837,6 +1114,64 @@ peer_may_route (RelayPeer *peer,
           return FALSE;
         }
     }
+  return TRUE;
+}
+
+/* SESSION, right after WELCOME: the endpoint's session, and the number of
+ * the first sequenced frame (OBJECT, or NOTIFY of a negative count) it may
+ * send. RESUMED answers with the number the next one must have (and what
+ * this relay accepts), and the following ones are numbered on from it. */
+static gboolean
+handle_session (RelayPeer         *peer,
+                const TlspyoFrame *frame)
+{
+  g_autoptr(GVariant) id_v = NULL;
+  const guint8 *id;
+  gsize len;
+  guint64 first;
+
+  g_variant_get (frame->meta, "(@ayt)", &id_v, &first);
+  id = g_variant_get_fixed_array (id_v, &len, 1);
+  if (len != TLSPYO_SESSION_ID_SIZE)
+    return peer_protocol_error (peer, "Endpoint %s sent a session id of %" G_GSIZE_FORMAT
+                                " bytes instead of %d", peer->address, len,
+                                TLSPYO_SESSION_ID_SIZE);
+  if (peer->session != NULL || peer->handled > 0)
+    return peer_protocol_error (peer, "Endpoint %s sent SESSION %s: it comes once, before any "
+                                "object or notification", peer->address,
+                                peer->session != NULL ? "twice" : "late");
+  peer->session = relay_session_ref (core_session (peer->core, id));
+  /* Numbers below the record's were handled: the endpoint drops those
+   * instead of sending them again. Numbers the endpoint skips (what it
+   * discarded when stopped) are never expected again. */
+  peer->next_seq = MAX (first, peer->session->next);
+  peer->session->next = peer->next_seq;
+  tlspyo_connection_send (peer->conn, TLSPYO_FRAME_RESUMED,
+                          g_variant_new ("(tt)", peer->next_seq, peer->core->max_object_size),
+                          NULL, NULL);
+  return TRUE;
+}
+
+/* Numbers the sequenced frame being handled; FALSE when its session's
+ * frame of that number was handled already (an endpoint sends again what
+ * a lost connection left unacknowledged). Without a session every frame
+ * is new. A number past the expected one (frames the relay never saw,
+ * discarded by a stopped endpoint) is accepted as is. */
+static gboolean
+peer_take_seq (RelayPeer *peer)
+{
+  RelaySession *session = peer->session;
+  guint64 seq;
+
+  if (session == NULL)
+    return TRUE;
+  seq = peer->next_seq++;
+  if (seq < session->next)
+    {
+      peer->core->n_duplicates++;
+      return FALSE;
+    }
+  session->next = seq + 1;
   return TRUE;
 }
 
@@ -861,6 +1196,8 @@ handle_object (RelayPeer         *peer,
                                     peer->address, group);
     }
   peer->handled++;
+  if (!peer_take_seq (peer))
+    return TRUE;  /* sent again after a lost connection: handled already */
   if (!peer_may_route (peer, destinations, frame->body))  /* rights and limits: issue 6 */
     return TRUE;
   tlspyo_router_route (peer->core->router, destinations, frame->body);
@@ -880,6 +1217,18 @@ handle_notify (RelayPeer         *peer,
     return peer_protocol_error (peer, "Endpoint %s sent notify_ready for an invalid group: %s",
                                 peer->address, error->message);
   peer->handled++;
+  /* Positive credit is not sequenced: it belongs to the connection, and
+   * the endpoint announces what it still has again on the next one. */
+  if (count < 0 && !peer_take_seq (peer))
+    return TRUE;
+  if (!peer_has_right (peer, group, TLSPYO_RIGHTS_CONSUME))  /* issue 6 */
+    {
+      g_autofree char *reason = g_strdup_printf ("user '%s' may not consume from group '%s'",
+                                                 peer->user->name, group);
+
+      peer_deny (peer, TLSPYO_ERROR_PERMISSION_DENIED, group, reason);
+      return TRUE;
+    }
   tlspyo_router_notify (peer->core->router, peer->router_peer, group, count);
   return TRUE;
 }
@@ -894,6 +1243,7 @@ peer_frame_cb (TlspyoConnection  *conn,
   switch (frame->type)
     {
     case TLSPYO_FRAME_HELLO:
+    case TLSPYO_FRAME_HELLO_USER:
       if (peer->state != PEER_AWAIT_HELLO)
         break;
       if (peer->tls_missing)
@@ -914,6 +1264,10 @@ peer_frame_cb (TlspyoConnection  *conn,
       if (peer->state != PEER_JOINED)
         break;
       return handle_notify (peer, frame);
+    case TLSPYO_FRAME_SESSION:
+      if (peer->state != PEER_JOINED)
+        break;
+      return handle_session (peer, frame);
     case TLSPYO_FRAME_PING:
       if (peer->state != PEER_JOINED)
         break;
@@ -1031,6 +1385,7 @@ peer_start_protocol (RelayPeer *peer,
   peer->conn = tlspyo_connection_new (stream, peer->address, &peer_callbacks, peer);
   tlspyo_connection_set_limits (peer->conn, TLSPYO_FRAME_MAX_META_HANDSHAKE, 0,
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_HELLO) |
+                                TLSPYO_FRAME_BIT (TLSPYO_FRAME_HELLO_USER) |
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_BYE));
   tlspyo_connection_start (peer->conn);
 }
@@ -1277,6 +1632,9 @@ core_start_cb (gpointer data)
   g_autoptr(GError) error = NULL;
 
   core->service = g_socket_service_new ();
+  /* GIO's default backlog of 10 refuses bursts of endpoints (a fleet
+   * starting together); the kernel caps this at somaxconn anyway. */
+  g_socket_listener_set_backlog (G_SOCKET_LISTENER (core->service), 4096);
 
   if (core->no_listen)
     return G_SOURCE_REMOVE;  /* fed by tlspyo_relay_accept_stream() only */
@@ -1415,6 +1773,7 @@ tlspyo_relay_init (TlspyoRelay *self)
   self->limits.auth_failure_delay = DEFAULT_AUTH_FAILURE_DELAY;
   self->limits.max_groups_per_endpoint = DEFAULT_MAX_GROUPS_PER_ENDPOINT;
   self->limits.max_queued_bytes = DEFAULT_MAX_QUEUED_BYTES;
+  self->users = user_table_new ();
   self->rules = g_array_new (FALSE, TRUE, sizeof (GroupRule));
   g_array_set_clear_func (self->rules, group_rule_clear);
 }
@@ -1438,6 +1797,7 @@ tlspyo_relay_finalize (GObject *object)
   g_free (self->address);
   g_free (self->credentials_dir);
   g_clear_pointer (&self->secret, tlspyo_auth_secret_free);
+  g_hash_table_unref (self->users);
   g_array_unref (self->rules);
   g_mutex_clear (&self->mutex);
 
@@ -1950,6 +2310,188 @@ tlspyo_relay_accept_group (TlspyoRelay *self,
     }
 }
 
+/* Users (issue 6). The relay's table is copied into the worker's at
+ * start(); later changes are copied over as they happen. */
+
+typedef struct {
+  RelayCore *core;
+  RelayUser *user;
+} UserCall;
+
+static gboolean
+core_update_user_cb (gpointer data)
+{
+  UserCall *call = data;
+  RelayUser *existing = g_hash_table_lookup (call->core->users, call->user->name);
+
+  /* In place: connected endpoints of this user get the new rights at once
+   * (and a new password applies to the next handshake). */
+  if (existing != NULL)
+    relay_user_assign (existing, call->user);
+  else
+    {
+      RelayUser *copy = relay_user_copy (call->user);
+      g_hash_table_insert (call->core->users, copy->name, copy);
+    }
+  return G_SOURCE_REMOVE;
+}
+
+/* Called with the mutex held; releases it. */
+static void
+relay_push_user_unlock (TlspyoRelay *self,
+                        RelayUser   *user)
+{
+  UserCall call = { NULL, NULL };
+
+  if (self->core != NULL)
+    {
+      call.core = relay_core_ref (self->core);
+      call.user = relay_user_copy (user);
+    }
+  g_mutex_unlock (&self->mutex);
+  if (call.core == NULL)
+    return;
+  tlspyo_worker_invoke_sync (self->worker, core_update_user_cb, &call);
+  relay_user_unref (call.user);
+  relay_core_unref (call.core);
+}
+
+/**
+ * tlspyo_relay_hash_password:
+ * @password: a user's password
+ * @iterations: PBKDF2 rounds, from 10000 to 10000000, or 0 for the default
+ *   (200000)
+ * @error: return location for a #GError
+ *
+ * Makes the hash [method@Tlspyo.Relay.add_user] takes, as `tlspyo
+ * credentials hash-password` does: `pbkdf2-sha256$ROUNDS$SALT$KEY`, with a
+ * random salt. The relay stores only this, never the password; the key in
+ * it is what the endpoint proves it can derive from the password, so keep
+ * hashes as secret as passwords (they let one pose as the relay to that
+ * user's endpoints, not log in as the user).
+ *
+ * Returns: (transfer full): the hash, or %NULL with @error set
+ *
+ * Since: 0.1
+ */
+char *
+tlspyo_relay_hash_password (const char  *password,
+                            guint        iterations,
+                            GError     **error)
+{
+  g_return_val_if_fail (password != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  return tlspyo_auth_hash_password (password,
+                                    iterations ? iterations : TLSPYO_AUTH_DEFAULT_HASH_ITERATIONS,
+                                    error);
+}
+
+/**
+ * tlspyo_relay_add_user:
+ * @self: a relay
+ * @name: the user's name, which its endpoints set as their
+ *   [property@Tlspyo.Endpoint:user]
+ * @password_hash: the user's password hash, from
+ *   [func@Tlspyo.Relay.hash_password] or `tlspyo credentials hash-password`
+ * @error: return location for a #GError
+ *
+ * Adds a named user, or replaces its password. A user has no right until
+ * [method@Tlspyo.Relay.grant] gives it some. Endpoints that name no user
+ * use the relay's shared [property@Tlspyo.Relay:password] and have every
+ * right; a relay with users and no password accepts only users.
+ *
+ * Returns: %TRUE, or %FALSE with @error set when the name or the hash is
+ *   malformed (%TLSPYO_ERROR_INVALID_ARGUMENT)
+ *
+ * Since: 0.1
+ */
+gboolean
+tlspyo_relay_add_user (TlspyoRelay  *self,
+                       const char   *name,
+                       const char   *password_hash,
+                       GError      **error)
+{
+  guint8 salt[TLSPYO_AUTH_SALT_SIZE];
+  guint8 key[TLSPYO_AUTH_KEY_SIZE];
+  gsize salt_len;
+  guint iterations;
+  RelayUser *user;
+
+  g_return_val_if_fail (TLSPYO_IS_RELAY (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (!tlspyo_auth_user_name_check (name, error))
+    return FALSE;
+  if (!tlspyo_auth_parse_hash (password_hash, salt, &salt_len, &iterations, key, error))
+    {
+      g_prefix_error (error, "User '%s': ", name);
+      return FALSE;
+    }
+
+  g_mutex_lock (&self->mutex);
+  user = g_hash_table_lookup (self->users, name);
+  if (user == NULL)
+    {
+      user = relay_user_new (name);
+      g_hash_table_insert (self->users, user->name, user);
+    }
+  memcpy (user->salt, salt, salt_len);
+  user->salt_len = salt_len;
+  user->iterations = iterations;
+  memcpy (user->key, key, sizeof key);
+  tlspyo_auth_wipe (key, sizeof key);
+  relay_push_user_unlock (self, user);
+  return TRUE;
+}
+
+/**
+ * tlspyo_relay_grant:
+ * @self: a relay
+ * @user: a user added with [method@Tlspyo.Relay.add_user]
+ * @group: (nullable): a group name, or %NULL for every group
+ * @rights: what @user may do in @group
+ *
+ * Sets the rights of a named user in a group, replacing what was granted
+ * for that group before (%TLSPYO_RIGHTS_NONE takes them away). The rights
+ * in a group are those granted for it plus those granted for every group.
+ * Endpoints of the user that are connected get the new rights at once.
+ *
+ * An endpoint that asks to join a group without %TLSPYO_RIGHTS_JOIN is
+ * refused with %TLSPYO_ERROR_PERMISSION_DENIED; a broadcast, a produce or a
+ * notify_ready without the right is dropped, and the endpoint told with
+ * [signal@Tlspyo.Endpoint::action-refused].
+ *
+ * Since: 0.1
+ */
+void
+tlspyo_relay_grant (TlspyoRelay  *self,
+                    const char   *user,
+                    const char   *group,
+                    TlspyoRights  rights)
+{
+  RelayUser *entry;
+
+  g_return_if_fail (TLSPYO_IS_RELAY (self));
+  g_return_if_fail (user != NULL);
+  g_return_if_fail (group == NULL || tlspyo_group_name_check (group, NULL));
+  g_return_if_fail ((rights & ~TLSPYO_RIGHTS_ALL) == 0);
+
+  g_mutex_lock (&self->mutex);
+  entry = g_hash_table_lookup (self->users, user);
+  if (entry == NULL)
+    {
+      g_mutex_unlock (&self->mutex);
+      g_critical ("%s: no user '%s': add it with tlspyo_relay_add_user() first", G_STRFUNC, user);
+      return;
+    }
+  if (group == NULL)
+    entry->every_group = rights;
+  else
+    g_hash_table_insert (entry->groups, g_strdup (group), GUINT_TO_POINTER (rights));
+  relay_push_user_unlock (self, entry);
+}
+
 /**
  * tlspyo_relay_start:
  * @self: a relay
@@ -1980,11 +2522,12 @@ tlspyo_relay_start (TlspyoRelay  *self,
       g_mutex_unlock (&self->mutex);
       return TRUE;
     }
-  if (self->secret == NULL)
+  if (self->secret == NULL && g_hash_table_size (self->users) == 0)
     {
       g_mutex_unlock (&self->mutex);
       g_set_error_literal (error, TLSPYO_ERROR, TLSPYO_ERROR_INVALID_ARGUMENT,
-                           "The relay has no password: set its password property");
+                           "The relay has no password and no user: set its password "
+                           "property, or add users with tlspyo_relay_add_user()");
       return FALSE;
     }
   if (self->security == TLSPYO_SECURITY_TLS)
@@ -2028,6 +2571,8 @@ tlspyo_relay_start (TlspyoRelay  *self,
   core->peers = g_hash_table_new_full (NULL, NULL, (GDestroyNotify) peer_free, NULL);
   core->deliver_meta = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                               (GDestroyNotify) g_bytes_unref);
+  core->sessions = g_hash_table_new_full (session_id_hash, session_id_equal, NULL,
+                                          (GDestroyNotify) relay_session_unref);
   core->router = tlspyo_router_new (router_deliver_cb, router_drop, core);
   core->certificate = g_steal_pointer (&certificate);
   core->max_object_size = self->max_object_size;
@@ -2039,8 +2584,23 @@ tlspyo_relay_start (TlspyoRelay  *self,
   core->no_listen = self->no_listen;
   core->limits = self->limits;
   core->addresses = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  core->has_password = self->secret != NULL;
+  core->users = user_table_new ();
+  {
+    GHashTableIter iter;
+    RelayUser *user;
+
+    g_hash_table_iter_init (&iter, self->users);
+    while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &user))
+      {
+        RelayUser *copy = relay_user_copy (user);
+        g_hash_table_insert (core->users, copy->name, copy);
+      }
+  }
+  tlspyo_auth_random (core->unknown_user_secret, sizeof core->unknown_user_secret);
   tlspyo_auth_random (core->salt, sizeof core->salt);
-  if (!tlspyo_auth_secret_get_key (self->secret, core->salt, sizeof core->salt,
+  if (self->secret != NULL &&
+      !tlspyo_auth_secret_get_key (self->secret, core->salt, sizeof core->salt,
                                    core->iterations, core->key, error))
     {
       g_mutex_unlock (&self->mutex);

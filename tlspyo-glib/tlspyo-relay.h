@@ -26,6 +26,21 @@ void         tlspyo_relay_accept_group (TlspyoRelay  *self,
                                         int           max_consumables);
 
 TLSPYO_AVAILABLE_IN_ALL
+char        *tlspyo_relay_hash_password (const char  *password,
+                                         guint        iterations,
+                                         GError     **error);
+TLSPYO_AVAILABLE_IN_ALL
+gboolean     tlspyo_relay_add_user     (TlspyoRelay  *self,
+                                        const char   *name,
+                                        const char   *password_hash,
+                                        GError      **error);
+TLSPYO_AVAILABLE_IN_ALL
+void         tlspyo_relay_grant        (TlspyoRelay  *self,
+                                        const char   *user,
+                                        const char   *group,
+                                        TlspyoRights  rights);
+
+TLSPYO_AVAILABLE_IN_ALL
 gboolean     tlspyo_relay_start        (TlspyoRelay  *self,
                                         GError      **error);
 

@@ -56,4 +56,29 @@ typedef enum /*< flags >*/ {
   TLSPYO_CREDENTIALS_OVERWRITE = 1 << 0,
 } TlspyoCredentialsFlags;
 
+/**
+ * TlspyoRights:
+ * @TLSPYO_RIGHTS_NONE: no right.
+ * @TLSPYO_RIGHTS_JOIN: be a member of the group: receive its broadcasts
+ *   (and its latest one on joining). Needed to consume from it too.
+ * @TLSPYO_RIGHTS_BROADCAST: broadcast objects to the group.
+ * @TLSPYO_RIGHTS_PRODUCE: produce objects into the group's queue.
+ * @TLSPYO_RIGHTS_CONSUME: take produced objects from the group's queue
+ *   ([method@Tlspyo.Endpoint.notify_ready]).
+ * @TLSPYO_RIGHTS_ALL: every right.
+ *
+ * What a named user may do in a group; see [method@Tlspyo.Relay.grant].
+ * Endpoints that use the relay's shared password have every right.
+ *
+ * Since: 0.1
+ */
+typedef enum /*< flags >*/ {
+  TLSPYO_RIGHTS_NONE      = 0,
+  TLSPYO_RIGHTS_JOIN      = 1 << 0,
+  TLSPYO_RIGHTS_BROADCAST = 1 << 1,
+  TLSPYO_RIGHTS_PRODUCE   = 1 << 2,
+  TLSPYO_RIGHTS_CONSUME   = 1 << 3,
+  TLSPYO_RIGHTS_ALL       = 0xf,
+} TlspyoRights;
+
 G_END_DECLS

@@ -110,8 +110,77 @@ test_example_file (void)
   g_assert_cmpuint (config->fields, ==, TLSPYO_CONFIG_ADDRESS | TLSPYO_CONFIG_PORT |
                     TLSPYO_CONFIG_SECURITY | TLSPYO_CONFIG_CREDENTIALS_DIR |
                     TLSPYO_CONFIG_MAX_OBJECT_SIZE | TLSPYO_CONFIG_HANDSHAKE_TIMEOUT |
-                    TLSPYO_CONFIG_GROUPS);
+                    TLSPYO_CONFIG_GROUPS | TLSPYO_CONFIG_LIMITS | TLSPYO_CONFIG_USERS);
   g_assert_cmpuint (config->groups->len, >, 0);
+  /* Every limit, with the library's defaults. */
+  g_assert_cmpuint (config->limits.fields, ==, 0x7f);
+  g_assert_cmpuint (config->limits.max_connections, ==, 1024);
+  g_assert_cmpuint (config->limits.max_queued_bytes, ==, 1073741824);
+  g_assert_cmpuint (config->users->len, >, 0);
+}
+
+#define HASH "pbkdf2-sha256$10000$c2FsdHNhbHRzYWx0c2FsdA==$" \
+             "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+
+static void
+test_limits_and_users (void)
+{
+  const char *text =
+    "{\n"
+    "  \"limits\": {\"max_connections\": 0, \"max_connections_per_address\": 8,\n"
+    "             \"max_auth_failures\": 3, \"auth_block_time\": 60,\n"
+    "             \"auth_failure_delay\": 0, \"max_groups_per_endpoint\": 4,\n"
+    "             \"max_queued_bytes\": 9223372036854775807},\n"
+    "  \"users\": {\n"
+    "    \"trainer\": {\"password_hash\": \"" HASH "\",\n"
+    "                \"rights\": {\"samples\": [\"join\", \"consume\"], \"*\": [\"broadcast\"]}},\n"
+    "    \"observer\": {\"password_hash\": \"" HASH "\"},\n"
+    "    \"admin\": {\"rights\": {\"*\": [\"all\"], \"quiet\": []},\n"
+    "              \"password_hash\": \"" HASH "\"}\n"
+    "  }\n"
+    "}\n";
+  g_autoptr(GError) error = NULL;
+  g_autoptr(TlspyoConfig) config = parse (text, &error);
+  TlspyoConfigUser *user;
+  TlspyoConfigGrant *grant;
+
+  g_assert_no_error (error);
+  g_assert_cmpuint (config->fields, ==, TLSPYO_CONFIG_LIMITS | TLSPYO_CONFIG_USERS);
+  g_assert_cmpuint (config->limits.fields, ==, 0x7f);
+  g_assert_cmpuint (config->limits.max_connections, ==, 0);
+  g_assert_cmpuint (config->limits.max_connections_per_address, ==, 8);
+  g_assert_cmpuint (config->limits.max_auth_failures, ==, 3);
+  g_assert_cmpuint (config->limits.auth_block_time, ==, 60);
+  g_assert_cmpuint (config->limits.auth_failure_delay, ==, 0);
+  g_assert_cmpuint (config->limits.max_groups_per_endpoint, ==, 4);
+  g_assert_cmpuint (config->limits.max_queued_bytes, ==, G_MAXINT64);
+
+  g_assert_cmpuint (config->users->len, ==, 3);
+  user = config->users->pdata[0];
+  g_assert_cmpstr (user->name, ==, "trainer");
+  g_assert_cmpstr (user->password_hash, ==, HASH);
+  g_assert_cmpuint (user->grants->len, ==, 2);
+  grant = user->grants->pdata[0];
+  g_assert_cmpstr (grant->group, ==, "samples");
+  g_assert_cmpuint (grant->rights, ==, TLSPYO_RIGHTS_JOIN | TLSPYO_RIGHTS_CONSUME);
+  grant = user->grants->pdata[1];
+  g_assert_null (grant->group);
+  g_assert_cmpuint (grant->rights, ==, TLSPYO_RIGHTS_BROADCAST);
+  user = config->users->pdata[1];
+  g_assert_cmpuint (user->grants->len, ==, 0);
+  user = config->users->pdata[2];
+  g_assert_cmpstr (user->name, ==, "admin");
+  grant = user->grants->pdata[0];
+  g_assert_cmpuint (grant->rights, ==, TLSPYO_RIGHTS_ALL);
+  grant = user->grants->pdata[1];
+  g_assert_cmpstr (grant->group, ==, "quiet");
+  g_assert_cmpuint (grant->rights, ==, TLSPYO_RIGHTS_NONE);
+
+  /* Partial limits: only what is given. */
+  g_clear_pointer (&config, tlspyo_config_free);
+  config = parse ("{\"limits\": {\"max_auth_failures\": 0}}", &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (config->limits.fields, ==, TLSPYO_CONFIG_MAX_AUTH_FAILURES);
 }
 
 typedef struct {
@@ -157,6 +226,28 @@ test_refusals (void)
     { "{\"credentials_dir\": \"\"}", { "key “credentials_dir”", "empty" } },
     { "{\"groups\": {\"\": {}}}", { "1 to 255 bytes" } },
     { "{\"groups\": {\"a\\nb\": {}}}", { "control characters", "U+000A" } },
+    /* limits */
+    { "{\"limits\": []}", { "key “limits”", "an object with the keys of the limits" } },
+    { "{\"limits\": {\"max_conections\": 1}}", { "did you mean “max_connections”" } },
+    { "{\"limits\": {\"max_connections\": -1}}", { "key “limits.max_connections”", "0 for no limit" } },
+    { "{\"limits\": {\"auth_block_time\": 0}}", { "key “limits.auth_block_time”", "from 1 to 604800" } },
+    { "{\"limits\": {\"auth_failure_delay\": 5001}}", { "key “limits.auth_failure_delay”", "milliseconds" } },
+    { "{\"limits\": {\"max_queued_bytes\": \"1G\"}}", { "key “limits.max_queued_bytes”", "found a string" } },
+    /* users */
+    { "{\"users\": [\"a\"]}", { "key “users”", "password_hash" } },
+    { "{\"users\": {\"a\": {}}}", { "key “users.a”", "needs a \"password_hash\"", "hash-password" } },
+    { "{\"users\": {\"a\": {\"password_hash\": \"my clear password\"}}}",
+      { "line 1, column 12", "key “users.a”", "Not a password hash" } },
+    { "{\"users\": {\"a\": {\"password_hash\": 3}}}", { "key “users.a.password_hash”", "found the integer 3" } },
+    { "{\"users\": {\"a\": {\"password_hsh\": \"x\"}}}",
+      { "key “users.a.password_hsh”", "did you mean “password_hash”" } },
+    { "{\"users\": {\"\": {\"password_hash\": \"" HASH "\"}}}", { "Invalid user name" } },
+    { "{\"users\": {\"a\": {\"password_hash\": \"" HASH "\", \"rights\": {\"g\": \"join\"}}}}",
+      { "key “users.a.rights.g”", "a list of rights" } },
+    { "{\"users\": {\"a\": {\"password_hash\": \"" HASH "\", \"rights\": {\"g\": [\"write\"]}}}}",
+      { "key “users.a.rights.g”", "unknown right “write”", "\"consume\"" } },
+    { "{\"users\": {\"a\": {\"password_hash\": \"" HASH "\", \"rights\": {\"a\\tb\": []}}}}",
+      { "control characters" } },
     /* not JSON, or JSON json-glib alone would take */
     { "{\"port\": 3000,}", { "line 1, column 15" } },
     { "{\"port\": 1, \"port\": 2}", { "line 1, column 13", "“port” appears twice" } },
@@ -236,6 +327,7 @@ main (int    argc,
   g_test_add_func ("/cli/config/empty-object", test_empty_object);
   g_test_add_func ("/cli/config/partial", test_partial);
   g_test_add_func ("/cli/config/example-file", test_example_file);
+  g_test_add_func ("/cli/config/limits-and-users", test_limits_and_users);
   g_test_add_func ("/cli/config/refusals", test_refusals);
   g_test_add_func ("/cli/config/mutations", test_mutations);
   return g_test_run ();

@@ -325,3 +325,55 @@ def test_serve_needs_a_certificate(cli, tmp_path):
     result = cli.run("credentials", "serve", "--port", "0", "--directory", tmp_path / "none")
     assert result.returncode == 1
     assert "tlspyo credentials generate" in one_line_error(result)
+
+
+HASH_RE = re.compile(r"^pbkdf2-sha256\$(\d+)\$([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+)$")
+
+
+def test_hash_password(cli, tmp_path, env, password):
+    """One line, salted (different each time), and exactly PBKDF2-HMAC-SHA256
+    of the password: checked here with Python's own implementation."""
+    import base64
+
+    first = cli.run("credentials", "hash-password", "--password-file", password[1],
+                    "--rounds", "10000")
+    second = cli.run("credentials", "hash-password", "--password-file", password[1],
+                     "--rounds", "10000")
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert first.stderr == ""
+    line = first.stdout.strip()
+    assert first.stdout == line + "\n"
+    assert line != second.stdout.strip()
+    match = HASH_RE.match(line)
+    assert match, line
+    rounds, salt, key = int(match.group(1)), base64.b64decode(match.group(2)), \
+        base64.b64decode(match.group(3))
+    assert rounds == 10000 and len(salt) == 16 and len(key) == 32
+    assert hashlib.pbkdf2_hmac("sha256", password[0].encode(), salt, rounds) == key
+    assert password[0] not in first.stdout + first.stderr
+
+    # The default round count, and the password from the environment.
+    from_env = cli.run("credentials", "hash-password",
+                       env={**env, "TLSPYO_PASSWORD": "from the environment"})
+    assert from_env.returncode == 0, from_env.stderr
+    match = HASH_RE.match(from_env.stdout.strip())
+    assert match and match.group(1) == "200000"
+    assert hashlib.pbkdf2_hmac("sha256", b"from the environment", base64.b64decode(match.group(2)),
+                               200000) == base64.b64decode(match.group(3))
+
+
+def test_hash_password_refusals(cli, password):
+    # Never from the command line, where the process list shows it.
+    positional = cli.run("credentials", "hash-password", "my password")
+    assert positional.returncode == 2
+    line = one_line_error(positional)
+    assert "never on the command line" in line and "my password" in line
+    none = cli.run("credentials", "hash-password")
+    assert none.returncode == 2
+    assert "--password-file" in one_line_error(none)
+    for rounds in ("5", "-1", "10000001"):
+        bad = cli.run("credentials", "hash-password", "--password-file", password[1],
+                      "--rounds", rounds)
+        assert bad.returncode == 2, rounds
+        assert "--rounds" in one_line_error(bad)
+        assert password[0] not in bad.stdout + bad.stderr

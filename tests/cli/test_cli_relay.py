@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from conftest import client_args, one_line_error, start_relay, wait_for_file, wait_until
+from conftest import client_args, one_line_error, start_relay, stop, wait_for_file, wait_until
 
 
 def write_config(tmp_path, text):
@@ -247,3 +247,69 @@ def test_quick_start(cli, tmp_path):
         relay.send_signal(signal.SIGTERM)
         assert relay.wait(timeout=20) == 0
     assert "VerySecurePassword" not in (tmp_path / "out").read_text() + (tmp_path / "err").read_text()
+
+
+def hash_password(cli, password_file):
+    result = cli.run("credentials", "hash-password", "--password-file", password_file,
+                     "--rounds", "10000")
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_config_users(cli, tmp_path, password, credentials):
+    """A relay with users and no shared password: the config's users are
+    applied, the shared password is refused with a reason, and the relay
+    logs the refusal."""
+    worker_password = tmp_path / "worker-password"
+    worker_password.write_text("the worker's password\n")
+    config = write_config(tmp_path, {
+        "address": "127.0.0.1",
+        "port": 0,
+        "security": "none",
+        "users": {"worker": {"password_hash": hash_password(cli, worker_password),
+                             "rights": {"samples": ["produce"], "*": ["join"]}}},
+    })
+    port_file = tmp_path / "port"
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        # No --password-file and no $TLSPYO_PASSWORD: users only.
+        proc = cli.start("relay", "--config", config, "--port-file", port_file, "--verbose",
+                         stdout=out, stderr=err)
+    port = int(wait_for_file(port_file, proc))
+    try:
+        refused = cli.run("send", "--port", port, "--password-file", password[1],
+                          "--security", "none", "--timeout", "10", "--group", "samples", "1")
+        assert refused.returncode == 1
+        assert "no shared password" in one_line_error(refused)
+    finally:
+        code, _, _ = stop(proc)
+    err_text = (tmp_path / "err").read_text()
+    assert code == 0, err_text
+    assert "no shared password" in err_text
+    assert password[0] not in err_text
+
+
+def test_config_limits(cli, tmp_path, password, credentials):
+    """The config's limits are applied: one connection per address here, so
+    a second client is refused with the limit's name while the first one
+    stays."""
+    config = write_config(tmp_path, {
+        "address": "127.0.0.1",
+        "port": 0,
+        "security": "none",
+        "limits": {"max_connections_per_address": 1},
+    })
+    relay = start_relay(cli, tmp_path, password[1], "--config", config)
+    base = ("--port", relay.port, "--password-file", password[1], "--security", "none",
+            "--timeout", "10")
+    receiver = cli.start("receive", *base, "--group", "held")
+    try:
+        wait_until(lambda: "connected, in groups held" in relay.err_path.read_text())
+        refused = cli.run("send", *base, "--group", "other", "1")
+        assert refused.returncode == 1
+        assert "max-connections-per-address" in one_line_error(refused)
+        assert receiver.poll() is None
+    finally:
+        stop(receiver)
+        code, _, err = relay.stop()
+    assert code == 0, err
+    assert "max-connections-per-address" in err

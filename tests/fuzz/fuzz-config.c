@@ -39,6 +39,36 @@ apply (TlspyoConfig *config)
 
       tlspyo_relay_accept_group (relay, group->name, group->max_count, group->max_consumables);
     }
+  if (config->limits.fields & TLSPYO_CONFIG_MAX_CONNECTIONS)
+    g_object_set (relay, "max-connections", config->limits.max_connections, NULL);
+  if (config->limits.fields & TLSPYO_CONFIG_MAX_CONNECTIONS_PER_ADDRESS)
+    g_object_set (relay, "max-connections-per-address",
+                  config->limits.max_connections_per_address, NULL);
+  if (config->limits.fields & TLSPYO_CONFIG_MAX_AUTH_FAILURES)
+    g_object_set (relay, "max-auth-failures", config->limits.max_auth_failures, NULL);
+  if (config->limits.fields & TLSPYO_CONFIG_AUTH_BLOCK_TIME)
+    g_object_set (relay, "auth-block-time", config->limits.auth_block_time, NULL);
+  if (config->limits.fields & TLSPYO_CONFIG_AUTH_FAILURE_DELAY)
+    g_object_set (relay, "auth-failure-delay", config->limits.auth_failure_delay, NULL);
+  if (config->limits.fields & TLSPYO_CONFIG_MAX_GROUPS_PER_ENDPOINT)
+    g_object_set (relay, "max-groups-per-endpoint", config->limits.max_groups_per_endpoint, NULL);
+  if (config->limits.fields & TLSPYO_CONFIG_MAX_QUEUED_BYTES)
+    g_object_set (relay, "max-queued-bytes", config->limits.max_queued_bytes, NULL);
+  for (guint i = 0; i < config->users->len; i++)
+    {
+      TlspyoConfigUser *user = g_ptr_array_index (config->users, i);
+      g_autoptr(GError) error = NULL;
+
+      /* The reader checked the hash: the library must take it. */
+      if (!tlspyo_relay_add_user (relay, user->name, user->password_hash, &error))
+        g_error ("the reader accepted a user the relay refuses: %s", error->message);
+      for (guint j = 0; j < user->grants->len; j++)
+        {
+          TlspyoConfigGrant *grant = g_ptr_array_index (user->grants, j);
+
+          tlspyo_relay_grant (relay, user->name, grant->group, grant->rights);
+        }
+    }
 }
 
 int

@@ -9,7 +9,11 @@
  *                1: a valid HELLO first, then the rest;
  *                2: a valid HELLO and AUTH (right proof), then the rest;
  *                3: a valid HELLO and an AUTH with a wrong proof, then the rest;
- *   byte 0 >> 2 & 3: the groups AUTH asks for (modes 2 and 3).
+ *   byte 0 >> 2 & 3: the groups AUTH asks for (modes 2 and 3);
+ *   byte 0 >> 4 & 3: who the harness is: 0 or 3 the shared password, 1 the
+ *                named user "alice" (who may join "a" and "b", broadcast
+ *                to "a" and produce into "c"), 2 a user the relay does not
+ *                know.
  *
  * Checks: the relay answers only with well-formed frames, and objects
  * endpoints accept; it ends every connection once its input ends (a stall
@@ -32,16 +36,21 @@
 #include "tlspyo-relay-private.h"
 
 #define PASSWORD   "fuzz password"
+#define ALICE_PASSWORD "alice's password"
 #define MAX_OBJECT (64 * 1024)
 #define STALL_MS   10000
 
 static TlspyoRelay *relay;
 
-/* The relay's salt is fixed while it runs: derive the key once. */
-static guint8  cached_salt[TLSPYO_AUTH_SALT_SIZE];
-static gsize   cached_salt_len;
-static guint   cached_rounds;
-static guint8  cached_key[TLSPYO_AUTH_KEY_SIZE];
+/* Salts are fixed while the relay runs: derive each key once. */
+typedef struct {
+  guint8  salt[TLSPYO_AUTH_SALT_SIZE];
+  gsize   salt_len;
+  guint   rounds;
+  guint8  key[TLSPYO_AUTH_KEY_SIZE];
+} CachedKey;
+
+static CachedKey cached[3];
 
 typedef struct {
   TlspyoFrameType  type;
@@ -180,10 +189,31 @@ session_expect (Session         *s,
     }
 }
 
+static const guint8 *
+key_for (guint         who,
+         const guint8 *salt,
+         gsize         salt_len,
+         guint         rounds)
+{
+  CachedKey *c = &cached[who];
+  const char *password = who == 1 ? ALICE_PASSWORD : PASSWORD;
+
+  g_assert_cmpuint (salt_len, <=, sizeof c->salt);
+  if (salt_len != c->salt_len || rounds != c->rounds || memcmp (salt, c->salt, salt_len) != 0)
+    {
+      g_assert_true (tlspyo_auth_derive_key (password, salt, salt_len, rounds, c->key, NULL));
+      memcpy (c->salt, salt, salt_len);
+      c->salt_len = salt_len;
+      c->rounds = rounds;
+    }
+  return c->key;
+}
+
 static void
 handshake (Session      *s,
            guint         mode,
-           guint         groups_choice)
+           guint         groups_choice,
+           guint         who)
 {
   static const char * const group_sets[][3] = {
     { "a", NULL }, { "a", "b", NULL }, { "b", "c", NULL }, { "undeclared", NULL },
@@ -197,10 +227,17 @@ handshake (Session      *s,
   guint32 rounds;
   Received *challenge;
 
-  session_send_frame (s, TLSPYO_FRAME_HELLO,
-                      g_variant_new ("(u@ay)", (guint32) TLSPYO_PROTOCOL_VERSION,
-                                     g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, nonce,
-                                                                sizeof nonce, 1)));
+  if (who == 1 || who == 2)
+    session_send_frame (s, TLSPYO_FRAME_HELLO_USER,
+                        g_variant_new ("(u@ays)", (guint32) TLSPYO_PROTOCOL_VERSION,
+                                       g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, nonce,
+                                                                  sizeof nonce, 1),
+                                       who == 1 ? "alice" : "mallory"));
+  else
+    session_send_frame (s, TLSPYO_FRAME_HELLO,
+                        g_variant_new ("(u@ay)", (guint32) TLSPYO_PROTOCOL_VERSION,
+                                       g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, nonce,
+                                                                  sizeof nonce, 1)));
   if (mode < 2)
     return;
 
@@ -211,18 +248,8 @@ handshake (Session      *s,
   relay_nonce_data = g_variant_get_fixed_array (relay_nonce, &relay_nonce_len, 1);
   salt_data = g_variant_get_fixed_array (salt, &salt_len, 1);
   g_assert_cmpuint (relay_nonce_len, ==, TLSPYO_AUTH_NONCE_SIZE);
-  g_assert_cmpuint (salt_len, <=, sizeof cached_salt);
-  if (salt_len != cached_salt_len || rounds != cached_rounds ||
-      memcmp (salt_data, cached_salt, salt_len) != 0)
-    {
-      g_assert_true (tlspyo_auth_derive_key (PASSWORD, salt_data, salt_len, rounds,
-                                             cached_key, NULL));
-      memcpy (cached_salt, salt_data, salt_len);
-      cached_salt_len = salt_len;
-      cached_rounds = rounds;
-    }
-
-  tlspyo_auth_proof (cached_key, TLSPYO_AUTH_ROLE_ENDPOINT, nonce, relay_nonce_data, proof);
+  tlspyo_auth_proof (key_for (who, salt_data, salt_len, rounds), TLSPYO_AUTH_ROLE_ENDPOINT,
+                     nonce, relay_nonce_data, proof);
   if (mode == 3)
     proof[0] ^= 1;
   session_send_frame (s, TLSPYO_FRAME_AUTH,
@@ -257,7 +284,21 @@ LLVMFuzzerInitialize (int    *argc,
                         "security", TLSPYO_SECURITY_NONE,
                         "max-object-size", (guint64) MAX_OBJECT,
                         "handshake-timeout", 5,
+                        /* Every input comes from the same address: no
+                         * delay and no block, or fuzzing would stall. */
+                        "auth-failure-delay", 0,
+                        "max-auth-failures", 0,
+                        "max-queued-bytes", (guint64) 2 * MAX_OBJECT,
                         NULL);
+  {
+    g_autofree char *hash = tlspyo_relay_hash_password (ALICE_PASSWORD, 10000, &error);
+
+    if (hash == NULL || !tlspyo_relay_add_user (relay, "alice", hash, &error))
+      g_error ("%s", error->message);
+    tlspyo_relay_grant (relay, "alice", "a", TLSPYO_RIGHTS_JOIN | TLSPYO_RIGHTS_BROADCAST);
+    tlspyo_relay_grant (relay, "alice", "b", TLSPYO_RIGHTS_JOIN);
+    tlspyo_relay_grant (relay, "alice", "c", TLSPYO_RIGHTS_PRODUCE);
+  }
   /* Bounded queues: what the fuzzer produces must not pile up from one
    * input to the next. */
   tlspyo_relay_accept_group (relay, "a", -1, 4);
@@ -276,13 +317,16 @@ LLVMFuzzerTestOneInput (const uint8_t *data,
 {
   Session s = { 0 };
   int to_relay[2], from_relay[2];
-  guint mode = 0, groups_choice = 0;
+  guint mode = 0, groups_choice = 0, who = 0;
   gint64 deadline;
 
   if (size > 0)
     {
       mode = data[0] & 3;
       groups_choice = (data[0] >> 2) & 3;
+      who = (data[0] >> 4) & 3;
+      if (who == 3)
+        who = 0;
       data++;
       size--;
     }
@@ -305,7 +349,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data,
   }
 
   if (mode > 0)
-    handshake (&s, mode, groups_choice);
+    handshake (&s, mode, groups_choice, who);
   session_write (&s, data, size);
 
   /* End of input: the relay must close, whatever state it is in. */

@@ -215,6 +215,13 @@ seeds_frame (void)
   write_array ("frame", "switch-limits", out);
   g_byte_array_unref (out);
 
+  out = frame_input (0, 3);
+  add_frame (out, TLSPYO_FRAME_HELLO_USER,
+             g_variant_new ("(u@ays)", (guint32) TLSPYO_PROTOCOL_VERSION,
+                            bytes_variant (nonce, sizeof nonce), "trainer"), NULL);
+  write_array ("frame", "relay-hello-user", out);
+  g_byte_array_unref (out);
+
   out = frame_input (3, 6);
   add_frame (out, TLSPYO_FRAME_CHALLENGE,
              g_variant_new ("(@ay@ayu)", bytes_variant (nonce, sizeof nonce),
@@ -222,6 +229,7 @@ seeds_frame (void)
   add_frame (out, TLSPYO_FRAME_WELCOME, g_variant_new ("(@ay)", bytes_variant (nonce, 32)), NULL);
   add_frame (out, TLSPYO_FRAME_DELIVER, g_variant_new ("(s)", "workers"), dict);
   add_frame (out, TLSPYO_FRAME_ACK, g_variant_new ("(t)", (guint64) 3), NULL);
+  add_frame (out, TLSPYO_FRAME_DENIED, g_variant_new ("(uss)", 10, "workers", "no right"), NULL);
   add_frame (out, TLSPYO_FRAME_REFUSED, g_variant_new ("(us)", 2, "no"), NULL);
   add_frame (out, TLSPYO_FRAME_BYE, g_variant_new ("(s)", "the relay stopped"), NULL);
   write_array ("frame", "endpoint-all", out);
@@ -248,6 +256,18 @@ seeds_frame (void)
 
 /* Handshake: byte 0 = mode | groups << 2 (see fuzz-handshake.c), then
  * bytes the harness sends as they are. */
+
+static GByteArray *
+handshake_input_as (guint8 mode,
+                    guint8 groups,
+                    guint8 who)
+{
+  GByteArray *out = g_byte_array_new ();
+  guint8 first = mode | (groups << 2) | (who << 4);
+
+  g_byte_array_append (out, &first, 1);
+  return out;
+}
 
 static GByteArray *
 handshake_input (guint8 mode,
@@ -315,6 +335,37 @@ seeds_handshake (void)
   add_frame (out, TLSPYO_FRAME_OBJECT, destinations ("a", -1), text);
   write_array ("handshake", "wrong-proof-then-object", out);
   g_byte_array_unref (out);
+
+  /* As the named user alice: allowed and denied actions. */
+  for (guint8 g = 0; g < 3; g++)
+    {
+      g_autofree char *name = g_strdup_printf ("alice-%u", g);
+      g_autofree guint8 *big = g_malloc0 (40000);
+      g_autoptr(GBytes) big_body = NULL;
+
+      big[39998] = 0;
+      big[39999] = 'y';
+      big_body = g_bytes_new (big, 40000);
+      out = handshake_input_as (2, g, 1);
+      add_frame (out, TLSPYO_FRAME_OBJECT, destinations ("a", -1), text);
+      add_frame (out, TLSPYO_FRAME_OBJECT, destinations ("b", -1), text);
+      add_frame (out, TLSPYO_FRAME_OBJECT, destinations ("c", 1), big_body);
+      add_frame (out, TLSPYO_FRAME_OBJECT, destinations ("c", 1), big_body);
+      add_frame (out, TLSPYO_FRAME_OBJECT, destinations ("c", 1), dict);
+      add_frame (out, TLSPYO_FRAME_NOTIFY, g_variant_new ("(si)", "a", 1), NULL);
+      add_frame (out, TLSPYO_FRAME_NOTIFY, g_variant_new ("(si)", "c", -1), NULL);
+      write_array ("handshake", name, out);
+      g_byte_array_unref (out);
+    }
+
+  out = handshake_input_as (2, 0, 2);
+  add_frame (out, TLSPYO_FRAME_OBJECT, destinations ("a", -1), text);
+  write_array ("handshake", "unknown-user", out);
+  g_byte_array_unref (out);
+
+  out = handshake_input_as (3, 1, 1);
+  write_array ("handshake", "alice-wrong-proof", out);
+  g_byte_array_unref (out);
 }
 
 static void
@@ -339,6 +390,18 @@ seeds_config (void)
     { "bad-group-name", "{\"groups\": {\"a\\u0001b\": {}}}" },
     { "bad-json", "{\"groups\": {\"a\": }" },
     { "bad-root", "[1, 2, 3]" },
+    { "limits", "{\"limits\": {\"max_connections\": 10, \"max_connections_per_address\": 2, "
+                "\"max_auth_failures\": 0, \"auth_block_time\": 1, \"auth_failure_delay\": 5000, "
+                "\"max_groups_per_endpoint\": 0, \"max_queued_bytes\": 1}}" },
+    { "users", "{\"users\": {\"trainer\": {\"password_hash\": "
+               "\"pbkdf2-sha256$10000$c2FsdA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\", "
+               "\"rights\": {\"samples\": [\"join\", \"consume\"], \"*\": [\"all\"], "
+               "\"q\": []}}, \"w\": {\"password_hash\": "
+               "\"pbkdf2-sha256$10000000$AA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"}}}" },
+    { "bad-user-hash", "{\"users\": {\"a\": {\"password_hash\": \"pbkdf2-sha256$1$AA==$AA==\"}}}" },
+    { "bad-right", "{\"users\": {\"a\": {\"password_hash\": "
+                   "\"pbkdf2-sha256$10000$c2FsdA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\", "
+                   "\"rights\": {\"g\": [\"fly\"]}}}}" },
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (configs); i++)

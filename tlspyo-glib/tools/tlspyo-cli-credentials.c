@@ -855,3 +855,63 @@ tlspyo_cli_credentials_fetch (int    argc,
   g_print ("Wrote %s (SHA-256 fingerprint %s)\n", cert_file, fingerprint);
   return TLSPYO_CLI_EXIT_OK;
 }
+
+int
+tlspyo_cli_credentials_hash_password (int    argc,
+                                      char **argv)
+{
+  g_autofree char *password_file = NULL;
+  g_autofree char *hash = NULL;
+  g_auto(GStrv) positional = NULL;
+  g_autoptr(GOptionContext) context = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(TlspyoCliPassword) password = NULL;
+  int rounds = 0;
+  int status;
+  const GOptionEntry entries[] = {
+    { "password-file", 0, 0, G_OPTION_ARG_FILENAME, &password_file,
+      "Read the password from FILE (else from $TLSPYO_PASSWORD)", "FILE" },
+    { "rounds", 0, 0, G_OPTION_ARG_INT, &rounds,
+      "PBKDF2 rounds, from 10000 to 10000000 (default: 200000)", "N" },
+    { NULL }
+  };
+
+  context = tlspyo_cli_context_new (NULL, "Print the hash of a user's password, for the "
+                                    "relay config's \"users\" key: "
+                                    "pbkdf2-sha256$ROUNDS$SALT$KEY, with a random salt. "
+                                    "The relay stores only the hash; the user's endpoints "
+                                    "use the password.",
+                                    "The password is read from --password-file or "
+                                    "$TLSPYO_PASSWORD, never from the command line. Keep the "
+                                    "hash secret too: it cannot log in, but it lets one pose "
+                                    "as the relay to that user's endpoints.");
+  g_option_context_add_main_entries (context, entries, NULL);
+  status = tlspyo_cli_parse (context, argc, argv, &positional);
+  if (status >= 0)
+    return status;
+  if (positional[0] != NULL)
+    {
+      tlspyo_cli_printerr ("unexpected argument “%s”: give the password with --password-file "
+                           "or $TLSPYO_PASSWORD, never on the command line", positional[0]);
+      return TLSPYO_CLI_EXIT_USAGE;
+    }
+  if (rounds < 0)
+    {
+      tlspyo_cli_printerr ("--rounds %d is negative: give a number from 10000 to 10000000",
+                           rounds);
+      return TLSPYO_CLI_EXIT_USAGE;
+    }
+
+  password = tlspyo_cli_read_password (password_file, &error);
+  if (password == NULL)
+    return tlspyo_cli_report (error);
+  hash = tlspyo_relay_hash_password (password, (guint) rounds, &error);
+  if (hash == NULL)
+    {
+      /* A round count out of range is the caller's to fix. */
+      tlspyo_cli_printerr ("%s: check --rounds", error->message);
+      return TLSPYO_CLI_EXIT_USAGE;
+    }
+  g_print ("%s\n", hash);
+  return TLSPYO_CLI_EXIT_OK;
+}

@@ -97,6 +97,53 @@ load_config (const char  *path,
   return config;
 }
 
+/* The config's "limits" and "users" (docs/security.md). */
+static gboolean
+apply_limits_and_users (TlspyoRelay   *relay,
+                        TlspyoConfig  *config,
+                        GError       **error)
+{
+  static const struct {
+    guint       flag;
+    const char *property;
+    gsize       offset;
+  } limits[] = {
+    { TLSPYO_CONFIG_MAX_CONNECTIONS, "max-connections",
+      G_STRUCT_OFFSET (TlspyoConfigLimits, max_connections) },
+    { TLSPYO_CONFIG_MAX_CONNECTIONS_PER_ADDRESS, "max-connections-per-address",
+      G_STRUCT_OFFSET (TlspyoConfigLimits, max_connections_per_address) },
+    { TLSPYO_CONFIG_MAX_AUTH_FAILURES, "max-auth-failures",
+      G_STRUCT_OFFSET (TlspyoConfigLimits, max_auth_failures) },
+    { TLSPYO_CONFIG_AUTH_BLOCK_TIME, "auth-block-time",
+      G_STRUCT_OFFSET (TlspyoConfigLimits, auth_block_time) },
+    { TLSPYO_CONFIG_AUTH_FAILURE_DELAY, "auth-failure-delay",
+      G_STRUCT_OFFSET (TlspyoConfigLimits, auth_failure_delay) },
+    { TLSPYO_CONFIG_MAX_GROUPS_PER_ENDPOINT, "max-groups-per-endpoint",
+      G_STRUCT_OFFSET (TlspyoConfigLimits, max_groups_per_endpoint) },
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (limits); i++)
+    if (config->limits.fields & limits[i].flag)
+      g_object_set (relay, limits[i].property,
+                    G_STRUCT_MEMBER (guint, &config->limits, limits[i].offset), NULL);
+  if (config->limits.fields & TLSPYO_CONFIG_MAX_QUEUED_BYTES)
+    g_object_set (relay, "max-queued-bytes", config->limits.max_queued_bytes, NULL);
+
+  for (guint i = 0; i < config->users->len; i++)
+    {
+      TlspyoConfigUser *user = g_ptr_array_index (config->users, i);
+
+      if (!tlspyo_relay_add_user (relay, user->name, user->password_hash, error))
+        return FALSE;
+      for (guint j = 0; j < user->grants->len; j++)
+        {
+          TlspyoConfigGrant *grant = g_ptr_array_index (user->grants, j);
+          tlspyo_relay_grant (relay, user->name, grant->group, grant->rights);
+        }
+    }
+  return TRUE;
+}
+
 static char *
 describe_listen_address (const char *address,
                          guint       port)
@@ -158,7 +205,9 @@ tlspyo_cli_relay (int    argc,
                                     "(or the journal).",
                                     "The config file is JSON with the optional keys address, "
                                     "port, security, credentials_dir, max_object_size, "
-                                    "handshake_timeout and groups; see tlspyo(1).");
+                                    "handshake_timeout, groups, limits and users; see "
+                                    "tlspyo(1). With users in it, the shared password is "
+                                    "optional: without one, only users get in.");
   g_option_context_add_main_entries (context, entries, NULL);
   status = tlspyo_cli_parse (context, argc, argv, &positional);
   if (status >= 0)
@@ -207,9 +256,15 @@ tlspyo_cli_relay (int    argc,
         }
     }
 
-  password = tlspyo_cli_read_password (password_file, &error);
-  if (password == NULL)
-    return tlspyo_cli_report (error);
+  /* With users in the config, the shared password is optional: without
+   * it only users get in. */
+  if (password_file != NULL || g_getenv ("TLSPYO_PASSWORD") != NULL ||
+      config == NULL || config->users->len == 0)
+    {
+      password = tlspyo_cli_read_password (password_file, &error);
+      if (password == NULL)
+        return tlspyo_cli_report (error);
+    }
 
   relay = g_object_new (TLSPYO_TYPE_RELAY,
                         "password", password,
@@ -228,6 +283,8 @@ tlspyo_cli_relay (int    argc,
       TlspyoConfigGroup *group = g_ptr_array_index (config->groups, i);
       tlspyo_relay_accept_group (relay, group->name, group->max_count, group->max_consumables);
     }
+  if (config != NULL && !apply_limits_and_users (relay, config, &error))
+    return tlspyo_cli_report (error);
 
   if (security == TLSPYO_SECURITY_TLS)
     {

@@ -34,6 +34,7 @@ int tlspyo_cli_credentials_generate (int argc, char **argv);
 int tlspyo_cli_credentials_show     (int argc, char **argv);
 int tlspyo_cli_credentials_serve    (int argc, char **argv);
 int tlspyo_cli_credentials_fetch    (int argc, char **argv);
+int tlspyo_cli_credentials_hash_password (int argc, char **argv);
 int tlspyo_cli_relay                (int argc, char **argv);
 int tlspyo_cli_send                 (int argc, char **argv);
 int tlspyo_cli_receive              (int argc, char **argv);

@@ -222,7 +222,7 @@ read_path (Reader     *reader,
            gpointer    field,
            GError    **error)
 {
-  const char *value;
+  const char *value = NULL;
 
   if (!get_string (reader, node, &value, error))
     return FALSE;
@@ -242,7 +242,7 @@ read_address (Reader     *reader,
               GError    **error)
 {
   g_autoptr(GInetAddress) address = NULL;
-  const char *value;
+  const char *value = NULL;
 
   if (!get_string (reader, node, &value, error))
     return FALSE;
@@ -263,7 +263,7 @@ read_security (Reader     *reader,
                gpointer    field,
                GError    **error)
 {
-  const char *value;
+  const char *value = NULL;
 
   if (!get_string (reader, node, &value, error))
     return FALSE;
@@ -351,6 +351,216 @@ read_groups (Reader     *reader,
   return TRUE;
 }
 
+/* "limits": the TlspyoRelay properties of the same names (see there, and
+ * docs/security.md). The ranges are the properties'. */
+static const Key limit_keys[] = {
+  { "max_connections", read_uint, G_STRUCT_OFFSET (TlspyoConfigLimits, max_connections),
+    TLSPYO_CONFIG_MAX_CONNECTIONS, 0, G_MAXUINT, "0 for no limit" },
+  { "max_connections_per_address", read_uint,
+    G_STRUCT_OFFSET (TlspyoConfigLimits, max_connections_per_address),
+    TLSPYO_CONFIG_MAX_CONNECTIONS_PER_ADDRESS, 0, G_MAXUINT, "0 for no limit" },
+  { "max_auth_failures", read_uint, G_STRUCT_OFFSET (TlspyoConfigLimits, max_auth_failures),
+    TLSPYO_CONFIG_MAX_AUTH_FAILURES, 0, G_MAXUINT, "0 never blocks an address" },
+  { "auth_block_time", read_uint, G_STRUCT_OFFSET (TlspyoConfigLimits, auth_block_time),
+    TLSPYO_CONFIG_AUTH_BLOCK_TIME, 1, 7 * 86400, "seconds" },
+  { "auth_failure_delay", read_uint, G_STRUCT_OFFSET (TlspyoConfigLimits, auth_failure_delay),
+    TLSPYO_CONFIG_AUTH_FAILURE_DELAY, 0, 5000, "milliseconds, 0 for none" },
+  { "max_groups_per_endpoint", read_uint,
+    G_STRUCT_OFFSET (TlspyoConfigLimits, max_groups_per_endpoint),
+    TLSPYO_CONFIG_MAX_GROUPS_PER_ENDPOINT, 0, G_MAXUINT, "0 for no limit" },
+  { "max_queued_bytes", read_uint64, G_STRUCT_OFFSET (TlspyoConfigLimits, max_queued_bytes),
+    TLSPYO_CONFIG_MAX_QUEUED_BYTES, 0, G_MAXINT64, "bytes per group, 0 for no limit" },
+};
+
+static const Table limits_table = {
+  "the limits", limit_keys, G_N_ELEMENTS (limit_keys),
+  G_STRUCT_OFFSET (TlspyoConfigLimits, fields),
+};
+
+static gboolean
+read_limits (Reader     *reader,
+             JsonNode   *node,
+             const Key  *key,
+             gpointer    field,
+             GError    **error)
+{
+  return read_object (reader, node, &limits_table, field, error);
+}
+
+/* "users": {"NAME": {"password_hash": "...", "rights": {"GROUP": ["join", ...]}}} */
+
+static const struct {
+  const char   *name;
+  TlspyoRights  rights;
+} right_names[] = {
+  { "join", TLSPYO_RIGHTS_JOIN },
+  { "broadcast", TLSPYO_RIGHTS_BROADCAST },
+  { "produce", TLSPYO_RIGHTS_PRODUCE },
+  { "consume", TLSPYO_RIGHTS_CONSUME },
+  { "all", TLSPYO_RIGHTS_ALL },
+};
+
+static void
+config_grant_free (gpointer data)
+{
+  TlspyoConfigGrant *grant = data;
+
+  g_free (grant->group);
+  g_free (grant);
+}
+
+static void
+config_user_free (gpointer data)
+{
+  TlspyoConfigUser *user = data;
+
+  g_free (user->name);
+  g_free (user->password_hash);
+  g_clear_pointer (&user->grants, g_ptr_array_unref);
+  g_free (user);
+}
+
+static gboolean
+read_rights_list (Reader        *reader,
+                  JsonNode      *node,
+                  TlspyoRights  *rights,
+                  GError       **error)
+{
+  static const char expected[] = "a list of rights: \"join\", \"broadcast\", \"produce\", "
+                                 "\"consume\" or \"all\"";
+  JsonArray *array;
+
+  if (!JSON_NODE_HOLDS_ARRAY (node))
+    return fail_type (reader, node, expected, error);
+  array = json_node_get_array (node);
+  *rights = TLSPYO_RIGHTS_NONE;
+  for (guint i = 0; i < json_array_get_length (array); i++)
+    {
+      JsonNode *element = json_array_get_element (array, i);
+      const char *name;
+      gboolean found = FALSE;
+
+      if (!JSON_NODE_HOLDS_VALUE (element) || json_node_get_value_type (element) != G_TYPE_STRING)
+        return fail_type (reader, element, expected, error);
+      name = json_node_get_string (element);
+      for (gsize j = 0; j < G_N_ELEMENTS (right_names) && !found; j++)
+        if (strcmp (name, right_names[j].name) == 0)
+          {
+            *rights |= right_names[j].rights;
+            found = TRUE;
+          }
+      if (!found)
+        return fail_at (reader, element, FALSE, error, "unknown right “%s”: expected %s",
+                        name, expected);
+    }
+  return TRUE;
+}
+
+static gboolean
+read_rights (Reader     *reader,
+             JsonNode   *node,
+             const Key  *key,
+             gpointer    field,
+             GError    **error)
+{
+  GPtrArray *grants = *(GPtrArray **) field;
+  JsonObjectIter iter;
+  const char *group;
+  JsonNode *member;
+
+  if (!JSON_NODE_HOLDS_OBJECT (node))
+    return fail_type (reader, node, "an object mapping each group name (or \"*\" for every "
+                      "group) to a list of rights, such as {\"workers\": [\"join\"]}", error);
+
+  json_object_iter_init_ordered (&iter, json_node_get_object (node));
+  while (json_object_iter_next_ordered (&iter, &group, &member))
+    {
+      gsize len = reader->path->len;
+      TlspyoConfigGrant *grant;
+
+      path_push (reader, group);
+      if (strcmp (group, "*") != 0 && !check_group_name (reader, member, group, error))
+        return FALSE;
+      grant = g_new0 (TlspyoConfigGrant, 1);
+      grant->group = strcmp (group, "*") == 0 ? NULL : g_strdup (group);
+      g_ptr_array_add (grants, grant);
+      if (!read_rights_list (reader, member, &grant->rights, error))
+        return FALSE;
+      g_string_truncate (reader->path, len);
+    }
+  return TRUE;
+}
+
+static gboolean
+read_string (Reader     *reader,
+             JsonNode   *node,
+             const Key  *key,
+             gpointer    field,
+             GError    **error)
+{
+  const char *value = NULL;
+
+  if (!get_string (reader, node, &value, error))
+    return FALSE;
+  g_free (*(char **) field);
+  *(char **) field = g_strdup (value);
+  return TRUE;
+}
+
+static const Key user_keys[] = {
+  { "password_hash", read_string, G_STRUCT_OFFSET (TlspyoConfigUser, password_hash), 0, 0, 0,
+    NULL },
+  { "rights", read_rights, G_STRUCT_OFFSET (TlspyoConfigUser, grants), 0, 0, 0, NULL },
+};
+
+static const Table user_table = {
+  "a user", user_keys, G_N_ELEMENTS (user_keys), -1,
+};
+
+static gboolean
+read_users (Reader     *reader,
+            JsonNode   *node,
+            const Key  *key,
+            gpointer    field,
+            GError    **error)
+{
+  GPtrArray *users = *(GPtrArray **) field;
+  JsonObjectIter iter;
+  const char *name;
+  JsonNode *member;
+
+  if (!JSON_NODE_HOLDS_OBJECT (node))
+    return fail_type (reader, node, "an object mapping each user name to its password_hash "
+                      "and rights, such as {\"worker\": {\"password_hash\": \"...\", "
+                      "\"rights\": {\"samples\": [\"produce\"]}}}", error);
+
+  json_object_iter_init_ordered (&iter, json_node_get_object (node));
+  while (json_object_iter_next_ordered (&iter, &name, &member))
+    {
+      gsize len = reader->path->len;
+      g_autoptr(TlspyoRelay) check = NULL;
+      g_autoptr(GError) local_error = NULL;
+      TlspyoConfigUser *user;
+
+      path_push (reader, name);
+      user = g_new0 (TlspyoConfigUser, 1);
+      user->name = g_strdup (name);
+      user->grants = g_ptr_array_new_with_free_func (config_grant_free);
+      g_ptr_array_add (users, user);
+      if (!read_object (reader, member, &user_table, user, error))
+        return FALSE;
+      if (user->password_hash == NULL)
+        return fail_at (reader, member, TRUE, error, "a user needs a \"password_hash\": make "
+                        "one with `tlspyo credentials hash-password`");
+      /* The library's own check, so that the relay accepts what this does. */
+      check = tlspyo_relay_new (0, NULL);
+      if (!tlspyo_relay_add_user (check, name, user->password_hash, &local_error))
+        return fail_at (reader, member, TRUE, error, "%s", local_error->message);
+      g_string_truncate (reader->path, len);
+    }
+  return TRUE;
+}
+
 static const Key relay_keys[] = {
   { "address", read_address, G_STRUCT_OFFSET (TlspyoConfig, address),
     TLSPYO_CONFIG_ADDRESS, 0, 0, NULL },
@@ -366,6 +576,10 @@ static const Key relay_keys[] = {
     TLSPYO_CONFIG_HANDSHAKE_TIMEOUT, MIN_HANDSHAKE_TIMEOUT, MAX_HANDSHAKE_TIMEOUT, "seconds" },
   { "groups", read_groups, G_STRUCT_OFFSET (TlspyoConfig, groups),
     TLSPYO_CONFIG_GROUPS, 0, 0, NULL },
+  { "limits", read_limits, G_STRUCT_OFFSET (TlspyoConfig, limits),
+    TLSPYO_CONFIG_LIMITS, 0, 0, NULL },
+  { "users", read_users, G_STRUCT_OFFSET (TlspyoConfig, users),
+    TLSPYO_CONFIG_USERS, 0, 0, NULL },
 };
 
 static const Table relay_table = {
@@ -503,6 +717,7 @@ tlspyo_config_parse (const char  *data,
 
   config = g_new0 (TlspyoConfig, 1);
   config->groups = g_ptr_array_new_with_free_func (config_group_free);
+  config->users = g_ptr_array_new_with_free_func (config_user_free);
 
   path = g_string_new (NULL);
   reader.doc = doc;
@@ -521,5 +736,6 @@ tlspyo_config_free (TlspyoConfig *config)
   g_free (config->address);
   g_free (config->credentials_dir);
   g_clear_pointer (&config->groups, g_ptr_array_unref);
+  g_clear_pointer (&config->users, g_ptr_array_unref);
   g_free (config);
 }

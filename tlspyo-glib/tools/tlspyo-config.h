@@ -21,7 +21,43 @@ typedef enum {
   TLSPYO_CONFIG_MAX_OBJECT_SIZE   = 1 << 4,
   TLSPYO_CONFIG_HANDSHAKE_TIMEOUT = 1 << 5,
   TLSPYO_CONFIG_GROUPS            = 1 << 6,
+  TLSPYO_CONFIG_LIMITS            = 1 << 7,
+  TLSPYO_CONFIG_USERS             = 1 << 8,
 } TlspyoConfigFields;
+
+/* The "limits" object: each key sets the TlspyoRelay property of the same
+ * name (with - for _). */
+typedef enum {
+  TLSPYO_CONFIG_MAX_CONNECTIONS             = 1 << 0,
+  TLSPYO_CONFIG_MAX_CONNECTIONS_PER_ADDRESS = 1 << 1,
+  TLSPYO_CONFIG_MAX_AUTH_FAILURES           = 1 << 2,
+  TLSPYO_CONFIG_AUTH_BLOCK_TIME             = 1 << 3,
+  TLSPYO_CONFIG_AUTH_FAILURE_DELAY          = 1 << 4,
+  TLSPYO_CONFIG_MAX_GROUPS_PER_ENDPOINT     = 1 << 5,
+  TLSPYO_CONFIG_MAX_QUEUED_BYTES            = 1 << 6,
+} TlspyoConfigLimitFields;
+
+typedef struct {
+  guint    fields;  /* TlspyoConfigLimitFields */
+  guint    max_connections;
+  guint    max_connections_per_address;
+  guint    max_auth_failures;
+  guint    auth_block_time;
+  guint    auth_failure_delay;
+  guint    max_groups_per_endpoint;
+  guint64  max_queued_bytes;
+} TlspyoConfigLimits;
+
+typedef struct {
+  char         *group;   /* NULL: every group ("*" in the file) */
+  TlspyoRights  rights;
+} TlspyoConfigGrant;
+
+typedef struct {
+  char      *name;
+  char      *password_hash;  /* checked: tlspyo_relay_add_user() accepts it */
+  GPtrArray *grants;         /* of TlspyoConfigGrant, in file order */
+} TlspyoConfigUser;
 
 typedef struct {
   char *name;
@@ -38,6 +74,8 @@ typedef struct {
   guint64             max_object_size;
   guint               handshake_timeout;
   GPtrArray          *groups;  /* of TlspyoConfigGroup, in file order */
+  TlspyoConfigLimits  limits;
+  GPtrArray          *users;   /* of TlspyoConfigUser, in file order */
 } TlspyoConfig;
 
 TlspyoConfig *tlspyo_config_parse (const char    *data,

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "tlspyo-cli.h"
+#include "tlspyo-cli-bench.h"
 
 /* Adding a subcommand: write its function in a tlspyo-cli-*.c file,
  * declare it in tlspyo-cli.h, and add one line to one of these tables. */
@@ -18,6 +19,8 @@ static const TlspyoCliCommand credentials_commands[] = {
     tlspyo_cli_credentials_serve, NULL },
   { "fetch", "Get the relay's certificate.pem, checking its fingerprint",
     tlspyo_cli_credentials_fetch, NULL },
+  { "hash-password", "Print a user's password hash, for the relay config's users",
+    tlspyo_cli_credentials_hash_password, NULL },
   { NULL }
 };
 
@@ -30,6 +33,8 @@ static const TlspyoCliCommand commands[] = {
     tlspyo_cli_send, NULL },
   { "receive", "Print the objects a group receives, one JSON line each",
     tlspyo_cli_receive, NULL },
+  { "bench", "Measure throughput, latency and memory, checking nothing is lost",
+    tlspyo_cli_bench, NULL },
   { NULL }
 };
 
