@@ -152,7 +152,7 @@ test_objects_round_trip (TlspyoTestFixture *f,
   }
 
   for (guint i = 0; i < sent->len; i++)
-    broadcast (sender, g_variant_ref (sent->pdata[i]), "g");
+    broadcast (sender, sent->pdata[i], "g");
   flush (sender);
 
   got = tlspyo_test_pop_n (receiver, sent->len);

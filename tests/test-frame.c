@@ -140,6 +140,8 @@ sample_meta (TlspyoFrameType type,
       return g_variant_new ("(@ayt)", bytes_variant (seed, 16), (guint64) seed << 33);
     case TLSPYO_FRAME_RESUMED:
       return g_variant_new ("(tt)", (guint64) seed, (guint64) seed * 1000 + 2);
+    case TLSPYO_FRAME_TAKEN:
+      return g_variant_new_parsed ("(@a{su} {'workers': %u, 'w': 1},)", (guint32) seed + 1);
     default:
       g_assert_not_reached ();
     }
@@ -1217,6 +1219,7 @@ test_error_disallowed (void)
       g_autoptr(TlspyoFrameDecoder) dec = NULL;
       g_autoptr(GByteArray) stream = g_byte_array_new ();
       g_autofree char *message = NULL;
+      g_autoptr(GBytes) body = NULL;
 
       if (t == TLSPYO_FRAME_HELLO)
         continue;
@@ -1224,8 +1227,8 @@ test_error_disallowed (void)
       /* A relay before authentication: only HELLO. */
       dec = tlspyo_frame_decoder_new (TLSPYO_FRAME_MAX_META_HANDSHAKE, 0, TLSPYO_FRAME_BIT (TLSPYO_FRAME_HELLO));
       append_frame (stream, TLSPYO_FRAME_HELLO, sample_meta (TLSPYO_FRAME_HELLO, 0), NULL);
-      append_frame (stream, t, sample_meta (t, 0),
-                    tlspyo_frame_type_has_body (t) ? sample_object (0) : NULL);
+      body = append_frame (stream, t, sample_meta (t, 0),
+                           tlspyo_frame_type_has_body (t) ? sample_object (0) : NULL);
       message = g_strdup_printf ("unexpected %s frame", tlspyo_frame_type_to_string (t));
       g_assert_cmpuint (expect_protocol_error (dec, stream->data, stream->len, message), ==, 1);
     }
@@ -1302,8 +1305,9 @@ test_error_body_too_large (void)
   {
     g_autoptr(TlspyoFrameDecoder) dec = tlspyo_frame_decoder_new (TLSPYO_FRAME_MAX_META_HANDSHAKE, 0, TLSPYO_FRAME_MASK_ALL);
     g_autoptr(GByteArray) stream = g_byte_array_new ();
-
-    append_frame (stream, TLSPYO_FRAME_DELIVER, sample_meta (TLSPYO_FRAME_DELIVER, 1), sample_object (1));
+    g_autoptr(GBytes) body = append_frame (stream, TLSPYO_FRAME_DELIVER,
+                                           sample_meta (TLSPYO_FRAME_DELIVER, 1),
+                                           sample_object (1));
     expect_protocol_error (dec, stream->data, stream->len, "exceeds the limit of 0 bytes");
   }
 }

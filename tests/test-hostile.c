@@ -1123,7 +1123,9 @@ run_handshake_timeout (TlspyoSecurity security)
   g_autoptr(RawClient) stalled = NULL;
   Hostile h;
 
-  hostile_setup_full (&h, security, 1);
+  /* 1 s, scaled like every bound of the tests (under valgrind, legitimate
+   * TLS handshakes take longer than that). */
+  hostile_setup_full (&h, security, MAX (1, TLSPYO_TEST_TIMEOUT_MS / 10000));
   silent = raw_connect (h.f.port);
   if (security == TLSPYO_SECURITY_NONE)
     {

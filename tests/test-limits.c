@@ -681,6 +681,7 @@ test_max_queued_bytes (void)
   produce_text (producer, "work", 'e');
   g_assert_true (tlspyo_endpoint_flush (producer, TLSPYO_TEST_TIMEOUT_MS, &error));
   g_assert_true (tlspyo_endpoint_notify_ready (consumer, "work", 1, &error));
+  g_ptr_array_unref (got);
   got = tlspyo_test_pop_n (consumer, 1);
   g_assert_cmpint (g_variant_get_string (got->pdata[0], NULL)[0], ==, 'e');
   g_assert_cmpuint (r.count, ==, 1);

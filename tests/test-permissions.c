@@ -382,7 +382,6 @@ static void
 test_authentication (void)
 {
   TlspyoTestFixture f = { 0 };
-  g_autofree char *reason_wrong = NULL;
 
   tlspyo_test_log_tolerate (REFUSAL_WARNINGS);
   tlspyo_test_fixture_setup (&f, TLSPYO_SECURITY_NONE);

@@ -25,6 +25,7 @@ typedef struct {
   GOutputStream *out;
   gboolean       busy;  /* an operation is pending: its callback will run */
   gboolean       frozen;  /* this direction only */
+  gsize          held;    /* read while frozen, written when thawed */
   guint8         buf[16384];
 } Pump;
 
@@ -108,7 +109,10 @@ pump_read_cb (GObject      *source,
     }
   /* Frozen: what was read is held, and nothing more is read. */
   if (pump->pc->frozen || pump->frozen || g_cancellable_is_cancelled (pump->pc->cancellable))
-    return;
+    {
+      pump->held = n;
+      return;
+    }
   pump->busy = TRUE;
   g_output_stream_write_all_async (pump->out, pump->buf, n, G_PRIORITY_DEFAULT,
                                    pump->pc->cancellable, pump_write_cb, pump);
@@ -207,6 +211,31 @@ proxy_freeze_direction (Proxy     *proxy,
 {
   for (guint i = 0; i < proxy->conns->len; i++)
     ((ProxyConn *) g_ptr_array_index (proxy->conns, i))->pumps[direction].frozen = TRUE;
+}
+
+/* Lets bytes flow again one way, what was held first. */
+static void
+proxy_thaw_direction (Proxy     *proxy,
+                      Direction  direction)
+{
+  for (guint i = 0; i < proxy->conns->len; i++)
+    {
+      ProxyConn *pc = g_ptr_array_index (proxy->conns, i);
+      Pump *pump = &pc->pumps[direction];
+
+      pump->frozen = FALSE;
+      if (pump->busy || g_cancellable_is_cancelled (pc->cancellable))
+        continue;
+      if (pump->held > 0)
+        {
+          pump->busy = TRUE;
+          g_output_stream_write_all_async (pump->out, pump->buf, pump->held, G_PRIORITY_DEFAULT,
+                                           pc->cancellable, pump_write_cb, pump);
+          pump->held = 0;
+        }
+      else
+        pump_read (pump);
+    }
 }
 
 /* Closes every connection made so far, dropping what they hold: the
@@ -923,6 +952,496 @@ test_session_relay_skips_duplicates (TlspyoTestFixture *fixture,
   raw_free (b);
 }
 
+/* Relay -> consumer (issue 5): produced objects stay in flight at the
+ * relay until the consumer's application took them. Observed through
+ * tlspyo_relay_get_stats(). */
+
+static guint64
+group_stat (TlspyoRelay *relay,
+            const char  *group,
+            const char  *key)
+{
+  g_autoptr(GVariant) stats = g_variant_ref_sink (tlspyo_relay_get_stats (relay));
+  g_autoptr(GVariant) groups = g_variant_lookup_value (stats, "groups",
+                                                       G_VARIANT_TYPE ("a{sa{sv}}"));
+  g_autoptr(GVariant) entry = NULL;
+  guint64 value = 0;
+
+  g_assert_nonnull (groups);
+  entry = g_variant_lookup_value (groups, group, G_VARIANT_TYPE_VARDICT);
+  if (entry == NULL)
+    return 0;
+  g_assert_true (g_variant_lookup (entry, key, "t", &value));
+  return value;
+}
+
+static guint64
+total_stat (TlspyoRelay *relay,
+            const char  *key)
+{
+  g_autoptr(GVariant) stats = g_variant_ref_sink (tlspyo_relay_get_stats (relay));
+  guint64 value = 0;
+
+  g_assert_true (g_variant_lookup (stats, key, "t", &value));
+  return value;
+}
+
+typedef struct {
+  TlspyoRelay *relay;
+  const char  *group;
+  const char  *key;
+  guint64      expected;
+} StatWait;
+
+static gboolean
+stat_reached (gpointer data)
+{
+  StatWait *w = data;
+
+  return group_stat (w->relay, w->group, w->key) == w->expected;
+}
+
+static void
+wait_group_stat (TlspyoRelay *relay,
+                 const char  *group,
+                 const char  *key,
+                 guint64      expected)
+{
+  StatWait w = { relay, group, key, expected };
+
+  if (!tlspyo_test_wait_until (stat_reached, &w))
+    g_error ("Group '%s': %s is %" G_GUINT64_FORMAT ", expected %" G_GUINT64_FORMAT,
+             group, key, group_stat (relay, group, key), expected);
+}
+
+typedef struct {
+  TlspyoEndpoint *ep;
+  guint           n;
+} QueuedWait;
+
+static gboolean
+queued_reached (gpointer data)
+{
+  QueuedWait *w = data;
+
+  return tlspyo_endpoint_get_n_queued (w->ep) == w->n;
+}
+
+static void
+wait_n_queued (TlspyoEndpoint *ep,
+               guint           n)
+{
+  QueuedWait w = { ep, n };
+
+  g_assert_true (tlspyo_test_wait_until (queued_reached, &w));
+}
+
+static gboolean
+proxy_accepted_two (gpointer data)
+{
+  Proxy *proxy = data;
+
+  return proxy->n_accepted >= 2;
+}
+
+/* A consumer's connection ends while it holds objects its application has
+ * not taken: they go back to the head of the queue, ahead of what was
+ * queued meanwhile; the consumer forgets them and asks for them again
+ * with the credit they had used. Each arrives once, in order. */
+static void
+test_taken_requeue_on_cut (TlspyoTestFixture *fixture,
+                           gconstpointer      data)
+{
+  TlspyoEndpoint *consumer, *producer;
+  g_autoptr(GPtrArray) got = NULL;
+  g_autoptr(GError) error = NULL;
+  Proxy *proxy;
+
+  tlspyo_test_fixture_start (fixture);
+  proxy = proxy_new (fixture->port);
+  consumer = endpoint_via_proxy (fixture, proxy, "work", 0.0);
+  g_assert_true (tlspyo_endpoint_notify_ready (consumer, "work", 3, NULL));
+  g_assert_true (tlspyo_endpoint_flush (consumer, TLSPYO_TEST_TIMEOUT_MS, NULL));
+
+  producer = tlspyo_test_endpoint_start (fixture, "prod");
+  produce_numbered (producer, "obj", 4);
+  g_assert_true (tlspyo_endpoint_flush (producer, TLSPYO_TEST_TIMEOUT_MS, NULL));
+  wait_n_queued (consumer, 3);
+  wait_group_stat (fixture->relay, "work", "in-flight", 3);
+  g_assert_cmpuint (group_stat (fixture->relay, "work", "queued"), ==, 1);
+
+  /* The application takes one: the relay hears of it. */
+  got = tlspyo_endpoint_pop (consumer, 1, 0, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (got->len, ==, 1);
+  g_assert_cmpstr (g_variant_get_string (got->pdata[0], NULL), ==, "obj-0");
+  wait_group_stat (fixture->relay, "work", "in-flight", 2);
+
+  proxy_cut_all (proxy);
+  /* Not popped before the endpoint saw the cut: taken then, they would
+   * be handed out again (docs/protocol.md, TAKEN). The endpoint forgets
+   * them, and gets them again. */
+  g_assert_true (tlspyo_test_wait_until (proxy_accepted_two, proxy));
+  tlspyo_test_expect_string (consumer, "obj-1");
+  tlspyo_test_expect_string (consumer, "obj-2");
+  /* obj-3 waits for credit: the two given back were used again. */
+  tlspyo_test_expect_nothing (consumer, 300);
+  g_assert_cmpuint (proxy->n_accepted, >=, 2);
+  g_assert_cmpuint (group_stat (fixture->relay, "work", "queued"), ==, 1);
+  g_assert_cmpuint (group_stat (fixture->relay, "work", "in-flight"), ==, 0);
+
+  g_assert_true (tlspyo_endpoint_notify_ready (consumer, "work", 1, NULL));
+  tlspyo_test_expect_string (consumer, "obj-3");
+  tlspyo_test_expect_nothing (consumer, 200);
+  wait_group_stat (fixture->relay, "work", "in-flight", 0);
+
+  g_object_set (consumer, "stop-timeout", 0.0, NULL);
+  tlspyo_endpoint_stop (consumer);
+  proxy_free (proxy);
+}
+
+/* A consumer that stops with objects it did not take: another consumer
+ * gets them, in order; the stopped one keeps none of them. */
+static void
+test_taken_stop_gives_back (TlspyoTestFixture *fixture,
+                            gconstpointer      data)
+{
+  TlspyoEndpoint *a, *b, *producer;
+  g_autoptr(GPtrArray) got = NULL;
+
+  tlspyo_test_fixture_start (fixture);
+  a = tlspyo_test_endpoint_start (fixture, "work");
+  g_assert_true (tlspyo_endpoint_notify_ready (a, "work", 3, NULL));
+  g_assert_true (tlspyo_endpoint_flush (a, TLSPYO_TEST_TIMEOUT_MS, NULL));
+  producer = tlspyo_test_endpoint_start (fixture, "prod");
+  produce_numbered (producer, "obj", 3);
+  wait_n_queued (a, 3);
+  got = tlspyo_test_pop_n (a, 1);
+  g_assert_cmpstr (g_variant_get_string (got->pdata[0], NULL), ==, "obj-0");
+  wait_group_stat (fixture->relay, "work", "in-flight", 2);
+
+  b = tlspyo_test_endpoint_start (fixture, "work");
+  g_assert_true (tlspyo_endpoint_notify_ready (b, "work", 5, NULL));
+  g_assert_true (tlspyo_endpoint_flush (b, TLSPYO_TEST_TIMEOUT_MS, NULL));
+  tlspyo_test_expect_nothing (b, 100);
+
+  /* Taken right before stop(): the relay hears of it before the goodbye. */
+  g_clear_pointer (&got, g_ptr_array_unref);
+  got = tlspyo_endpoint_pop (a, 1, 0, NULL);
+  g_assert_cmpuint (got->len, ==, 1);
+  g_assert_cmpstr (g_variant_get_string (got->pdata[0], NULL), ==, "obj-1");
+  tlspyo_endpoint_stop (a);
+  g_assert_cmpuint (tlspyo_endpoint_get_n_queued (a), ==, 0);
+  tlspyo_test_expect_string (b, "obj-2");
+  tlspyo_test_expect_nothing (b, 200);
+  wait_group_stat (fixture->relay, "work", "in-flight", 0);
+  g_assert_cmpuint (group_stat (fixture->relay, "work", "credit"), ==, 4);
+}
+
+static gboolean
+take_in_handler (TlspyoEndpoint *ep,
+                 GVariant       *object,
+                 const char     *group,
+                 guint          *n)
+{
+  (*n)++;
+  return TRUE;
+}
+
+static gboolean
+handled_two (gpointer data)
+{
+  return *(guint *) data >= 2;
+}
+
+/* An object-received handler that returns TRUE takes the object. */
+static void
+test_taken_by_handler (TlspyoTestFixture *fixture,
+                       gconstpointer      data)
+{
+  TlspyoEndpoint *consumer, *producer;
+  guint n = 0;
+
+  tlspyo_test_fixture_start (fixture);
+  consumer = tlspyo_test_endpoint_start (fixture, "work");
+  g_signal_connect (consumer, "object-received", G_CALLBACK (take_in_handler), &n);
+  g_assert_true (tlspyo_endpoint_notify_ready (consumer, "work", -1, NULL));
+  g_assert_true (tlspyo_endpoint_flush (consumer, TLSPYO_TEST_TIMEOUT_MS, NULL));
+  producer = tlspyo_test_endpoint_start (fixture, "prod");
+  produce_numbered (producer, "obj", 2);
+  g_assert_true (tlspyo_endpoint_flush (producer, TLSPYO_TEST_TIMEOUT_MS, NULL));
+  g_assert_true (tlspyo_endpoint_notify_ready (consumer, "work", -1, NULL));
+  g_assert_true (tlspyo_test_wait_until (handled_two, &n));
+  wait_group_stat (fixture->relay, "work", "in-flight", 0);
+  g_assert_cmpuint (n, ==, 2);
+  g_assert_cmpuint (tlspyo_endpoint_get_n_queued (consumer), ==, 0);
+  g_signal_handlers_disconnect_by_data (consumer, &n);
+}
+
+/* Observability (issue 5, item 7). */
+
+typedef struct {
+  guint   n_emissions;
+  guint64 n_objects;
+  char   *last_group;
+  char   *last_reason;
+} Drops;
+
+static void
+on_object_dropped (TlspyoRelay *relay,
+                   const char  *group,
+                   const char  *reason,
+                   guint64      count,
+                   Drops       *drops)
+{
+  drops->n_emissions++;
+  drops->n_objects += count;
+  g_free (drops->last_group);
+  drops->last_group = g_strdup (group);
+  g_free (drops->last_reason);
+  drops->last_reason = g_strdup (reason);
+}
+
+static gboolean
+dropped_at_least (gpointer data)
+{
+  Drops *drops = ((gpointer *) data)[0];
+  guint64 n = GPOINTER_TO_UINT (((gpointer *) data)[1]);
+
+  return drops->n_objects >= n;
+}
+
+static void
+test_stats_dropped (TlspyoTestFixture *fixture,
+                    gconstpointer      data)
+{
+  TlspyoEndpoint *producer;
+  Drops drops = { 0 };
+  gpointer wait[2] = { &drops, GUINT_TO_POINTER (2) };
+
+  tlspyo_relay_accept_group (fixture->relay, "work", -1, 1);
+  tlspyo_relay_accept_group (fixture->relay, "prod", -1, -1);
+  g_signal_connect (fixture->relay, "object-dropped", G_CALLBACK (on_object_dropped), &drops);
+  tlspyo_test_fixture_start (fixture);
+
+  producer = tlspyo_test_endpoint_start (fixture, "prod");
+  produce_numbered (producer, "obj", 3);
+  g_assert_true (tlspyo_endpoint_flush (producer, TLSPYO_TEST_TIMEOUT_MS, NULL));
+  g_assert_true (tlspyo_test_wait_until (dropped_at_least, wait));
+  g_assert_cmpuint (drops.n_objects, ==, 2);
+  g_assert_cmpstr (drops.last_group, ==, "work");
+  g_assert_nonnull (strstr (drops.last_reason, "max_consumables"));
+  g_assert_cmpuint (group_stat (fixture->relay, "work", "dropped"), ==, 2);
+  g_assert_cmpuint (group_stat (fixture->relay, "work", "queued"), ==, 1);
+
+  /* A group the relay does not accept. */
+  g_assert_true (tlspyo_endpoint_broadcast (producer, g_variant_new_string ("x"), "nope", NULL));
+  wait[1] = GUINT_TO_POINTER (3);
+  g_assert_true (tlspyo_test_wait_until (dropped_at_least, wait));
+  g_assert_cmpstr (drops.last_group, ==, "nope");
+  g_assert_nonnull (strstr (drops.last_reason, "not accepted"));
+  g_assert_cmpuint (group_stat (fixture->relay, "nope", "dropped"), ==, 1);
+  g_assert_cmpuint (total_stat (fixture->relay, "dropped"), ==, 3);
+
+  g_signal_handlers_disconnect_by_data (fixture->relay, &drops);
+  g_free (drops.last_group);
+  g_free (drops.last_reason);
+}
+
+static void
+test_stats_keys (TlspyoTestFixture *fixture,
+                 gconstpointer      data)
+{
+  g_autoptr(GVariant) before = NULL;
+  g_autoptr(GVariant) stats = NULL;
+  g_autoptr(GVariant) conns = NULL;
+  TlspyoEndpoint *a, *b;
+  guint32 n;
+  guint64 total_in = 0, sum_in = 0;
+
+  /* Not started: the same keys, empty. */
+  before = tlspyo_relay_get_stats (fixture->relay);
+  g_assert_true (g_variant_is_floating (before));
+  g_variant_ref_sink (before);
+  g_assert_true (g_variant_is_of_type (before, G_VARIANT_TYPE_VARDICT));
+  g_assert_true (g_variant_lookup (before, "n-connections", "u", &n));
+  g_assert_cmpuint (n, ==, 0);
+  g_assert_cmpuint (total_stat (fixture->relay, "bytes-in"), ==, 0);
+
+  tlspyo_test_fixture_start (fixture);
+  a = tlspyo_test_endpoint_start (fixture, "g");
+  b = tlspyo_test_endpoint_start (fixture, "g,h");
+  g_assert_true (tlspyo_endpoint_broadcast (a, g_variant_new_string ("hello"), "g", NULL));
+  tlspyo_test_expect_string (a, "hello");
+  tlspyo_test_expect_string (b, "hello");
+  g_assert_true (tlspyo_endpoint_notify_ready (b, "h", 4, NULL));
+  g_assert_true (tlspyo_endpoint_flush (b, TLSPYO_TEST_TIMEOUT_MS, NULL));
+
+  stats = g_variant_ref_sink (tlspyo_relay_get_stats (fixture->relay));
+  g_assert_true (g_variant_lookup (stats, "n-connections", "u", &n));
+  g_assert_cmpuint (n, ==, 2);
+  g_assert_cmpuint (group_stat (fixture->relay, "g", "credit"), ==, 0);
+  g_assert_cmpuint (group_stat (fixture->relay, "h", "credit"), ==, 4);
+  {
+    g_autoptr(GVariant) groups = g_variant_lookup_value (stats, "groups", G_VARIANT_TYPE ("a{sa{sv}}"));
+    g_autoptr(GVariant) g = g_variant_lookup_value (groups, "g", G_VARIANT_TYPE_VARDICT);
+    guint32 members;
+    gboolean latest;
+
+    g_assert_nonnull (g);
+    g_assert_true (g_variant_lookup (g, "members", "u", &members));
+    g_assert_cmpuint (members, ==, 2);
+    g_assert_true (g_variant_lookup (g, "has-latest", "b", &latest));
+    g_assert_true (latest);
+  }
+
+  conns = g_variant_lookup_value (stats, "connections", G_VARIANT_TYPE ("aa{sv}"));
+  g_assert_nonnull (conns);
+  g_assert_cmpuint (g_variant_n_children (conns), ==, 2);
+  for (gsize i = 0; i < g_variant_n_children (conns); i++)
+    {
+      g_autoptr(GVariant) c = g_variant_get_child_value (conns, i);
+      const char *address;
+      gboolean joined;
+      guint64 in, out, queued;
+
+      g_assert_true (g_variant_lookup (c, "address", "&s", &address));
+      g_assert_true (g_str_has_prefix (address, "127.0.0.1"));
+      g_assert_true (g_variant_lookup (c, "joined", "b", &joined));
+      g_assert_true (joined);
+      g_assert_true (g_variant_lookup (c, "bytes-in", "t", &in));
+      g_assert_true (g_variant_lookup (c, "bytes-out", "t", &out));
+      g_assert_true (g_variant_lookup (c, "queued-bytes", "t", &queued));
+      g_assert_cmpuint (in, >, 0);
+      g_assert_cmpuint (out, >, 0);
+      sum_in += in;
+    }
+  g_assert_true (g_variant_lookup (stats, "bytes-in", "t", &total_in));
+  g_assert_cmpuint (total_in, ==, sum_in);
+}
+
+/* Bounded memory (issue 5, item 6): an endpoint that stops reading gets
+ * broadcasts coalesced to the latest per group; what the relay holds for
+ * it stays about max-output-bytes, and every dropped broadcast is counted
+ * and announced. */
+
+static guint64
+max_connection_stat (TlspyoRelay *relay,
+                     const char  *key)
+{
+  g_autoptr(GVariant) stats = g_variant_ref_sink (tlspyo_relay_get_stats (relay));
+  g_autoptr(GVariant) conns = g_variant_lookup_value (stats, "connections",
+                                                      G_VARIANT_TYPE ("aa{sv}"));
+  guint64 max = 0;
+
+  for (gsize i = 0; i < g_variant_n_children (conns); i++)
+    {
+      g_autoptr(GVariant) c = g_variant_get_child_value (conns, i);
+      guint64 value;
+
+      g_assert_true (g_variant_lookup (c, key, "t", &value));
+      max = MAX (max, value);
+    }
+  return max;
+}
+
+typedef struct {
+  TlspyoEndpoint *ep;
+  guint           last;       /* the index the test waits for */
+  gint64          previous;   /* the last index seen, -1 before */
+  guint           n_received;
+} NewsReader;
+
+static gboolean
+news_read (gpointer data)
+{
+  NewsReader *r = data;
+  g_autoptr(GPtrArray) got = tlspyo_endpoint_pop (r->ep, 1024, 0, NULL);
+
+  for (guint i = 0; i < got->len; i++)
+    {
+      guint32 index;
+
+      g_variant_get (got->pdata[i], "(u&s)", &index, NULL);
+      /* Coalescing skips broadcasts, never reorders them. */
+      g_assert_cmpint ((gint64) index, >, r->previous);
+      r->previous = index;
+      r->n_received++;
+    }
+  return r->previous == (gint64) r->last;
+}
+
+static void
+test_output_bounded (TlspyoTestFixture *fixture,
+                     gconstpointer      data)
+{
+  const guint64 limit = 256 * 1024;
+  const guint n = 2000;
+  g_autofree char *padding = g_strnfill (16 * 1024, 'x');
+  TlspyoEndpoint *consumer, *producer;
+  NewsReader reader = { NULL, n - 1, -1, 0 };
+  Drops drops = { 0 };
+  gpointer wait[2] = { &drops, NULL };
+  guint64 max_queued = 0, coalesced, held;
+  Proxy *proxy;
+
+  g_object_set (fixture->relay, "max-output-bytes", limit, NULL);
+  g_signal_connect (fixture->relay, "object-dropped", G_CALLBACK (on_object_dropped), &drops);
+  tlspyo_test_fixture_start (fixture);
+  proxy = proxy_new (fixture->port);
+  consumer = endpoint_via_proxy (fixture, proxy, "news", 0.0);
+  producer = tlspyo_test_endpoint_start (fixture, "src");
+
+  /* The consumer stops reading. */
+  proxy_freeze_direction (proxy, TO_ENDPOINT);
+  for (guint i = 0; i < n; i++)
+    {
+      g_assert_true (tlspyo_endpoint_broadcast (producer, g_variant_new ("(us)", i, padding),
+                                                "news", NULL));
+      if (i % 100 == 99)
+        {
+          g_assert_true (tlspyo_endpoint_flush (producer, TLSPYO_TEST_TIMEOUT_MS, NULL));
+          max_queued = MAX (max_queued, max_connection_stat (fixture->relay, "queued-bytes"));
+        }
+    }
+  g_assert_true (tlspyo_endpoint_flush (producer, TLSPYO_TEST_TIMEOUT_MS, NULL));
+  max_queued = MAX (max_queued, max_connection_stat (fixture->relay, "queued-bytes"));
+  coalesced = max_connection_stat (fixture->relay, "coalesced");
+  held = max_connection_stat (fixture->relay, "held-bytes");
+  g_test_message ("queued at most %" G_GUINT64_FORMAT " bytes for the stalled endpoint, "
+                  "%" G_GUINT64_FORMAT " broadcasts coalesced", max_queued, coalesced);
+
+  /* The bound was reached (the system's socket buffers hold far less than
+   * the 32 MB sent), and held: one object past the limit at most, plus
+   * small frames; one broadcast held back. */
+  g_assert_cmpuint (coalesced, >, 0);
+  g_assert_cmpuint (max_queued, <=, limit + 16 * 1024 + 4096);
+  g_assert_cmpuint (held, >, 16 * 1024);
+  g_assert_cmpuint (held, <, 2 * 16 * 1024);
+
+  /* Reading again, it gets the latest at last, in order, with gaps. */
+  proxy_thaw_direction (proxy, TO_ENDPOINT);
+  reader.ep = consumer;
+  g_assert_true (tlspyo_test_wait_until (news_read, &reader));
+  g_assert_cmpuint (reader.n_received, <, n);
+  g_assert_cmpuint (reader.n_received + coalesced, ==, n);
+
+  /* Every coalesced broadcast was counted and announced. */
+  wait[1] = GUINT_TO_POINTER ((guint) coalesced);
+  g_assert_true (tlspyo_test_wait_until (dropped_at_least, wait));
+  g_assert_cmpuint (drops.n_objects, ==, coalesced);
+  g_assert_cmpstr (drops.last_group, ==, "news");
+  g_assert_nonnull (strstr (drops.last_reason, "max-output-bytes"));
+  g_assert_cmpuint (group_stat (fixture->relay, "news", "dropped"), ==, coalesced);
+
+  g_signal_handlers_disconnect_by_data (fixture->relay, &drops);
+  g_free (drops.last_group);
+  g_free (drops.last_reason);
+  g_object_set (consumer, "stop-timeout", 0.0, NULL);
+  tlspyo_endpoint_stop (consumer);
+  proxy_free (proxy);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -937,6 +1456,12 @@ main (int argc, char **argv)
   TLSPYO_TEST_ADD ("/reliability/session/resend-lost", test_session_resend_lost);
   TLSPYO_TEST_ADD ("/reliability/session/no-duplicates", test_session_no_duplicates);
   TLSPYO_TEST_ADD ("/reliability/session/max-buffered-bytes", test_session_max_buffered);
+  TLSPYO_TEST_ADD ("/reliability/taken/requeue-on-cut", test_taken_requeue_on_cut);
+  TLSPYO_TEST_ADD ("/reliability/taken/stop-gives-back", test_taken_stop_gives_back);
+  TLSPYO_TEST_ADD ("/reliability/taken/by-handler", test_taken_by_handler);
+  TLSPYO_TEST_ADD ("/reliability/stats/dropped", test_stats_dropped);
+  TLSPYO_TEST_ADD ("/reliability/stats/keys", test_stats_keys);
+  TLSPYO_TEST_ADD ("/reliability/output/bounded", test_output_bounded);
   /* Raw frames: plain TCP only. */
   g_test_add ("/reliability/session/relay-skips-duplicates/tcp", TlspyoTestFixture,
               GINT_TO_POINTER (TLSPYO_SECURITY_NONE), tlspyo_test_fixture_setup_param,

@@ -19,8 +19,9 @@ typedef struct
 
 typedef struct
 {
-  char *group;
-  char *reason;
+  char    *group;
+  char    *reason;
+  guint64  n;
 } Drop;
 
 typedef struct
@@ -70,6 +71,7 @@ record_delivery (gpointer              peer_data,
 static void
 record_drop (const char *group,
              const char *reason,
+             guint64     n_objects,
              gpointer    user_data)
 {
   Recorder *rec = user_data;
@@ -77,6 +79,7 @@ record_drop (const char *group,
 
   d->group = g_strdup (group);
   d->reason = g_strdup (reason);
+  d->n = n_objects;
   g_ptr_array_add (rec->drops, d);
 }
 
@@ -166,7 +169,7 @@ assert_drops (Recorder *rec,
     {
       Drop *d = g_ptr_array_index (rec->drops, i);
 
-      g_string_append_printf (actual, "%s: %s\n", d->group, d->reason);
+      g_string_append_printf (actual, "%s/%" G_GUINT64_FORMAT ": %s\n", d->group, d->n, d->reason);
     }
 
   g_assert_cmpstr (actual->str, ==, expected->str);
@@ -266,7 +269,7 @@ test_groups_update_limits (void)
   tlspyo_router_accept_group (rec->router, "g", 2, 1);
   g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 1);
   g_assert_cmpuint (tlspyo_router_get_n_dropped (rec->router, "g"), ==, 2);
-  assert_drops (rec, "g: queue of group 'g' is full (max_consumables 1): dropped the 2 oldest objects", NULL);
+  assert_drops (rec, "g/2: queue of group 'g' is full (max_consumables 1): dropped the 2 oldest objects", NULL);
   assert_no_deliveries (rec);
 }
 
@@ -426,6 +429,8 @@ test_leave_keeps_queue (void)
   tlspyo_router_produce (rec->router, "g", o2, 1);
   tlspyo_router_notify (rec->router, a, "g", 1);
   assert_deliveries (rec, "a:g:o1", NULL);
+  /* Its application took it: it does not come back when a leaves. */
+  g_assert_true (tlspyo_router_taken (rec->router, a, "g", 1));
 
   /* Credit that a will never use. */
   tlspyo_router_notify (rec->router, a, "h", 5);
@@ -473,10 +478,86 @@ test_leave_ready_ring (void)
   tlspyo_router_notify (rec->router, c, "g", 3);
   assert_deliveries (rec, "c:g:o", NULL);
   tlspyo_router_notify (rec->router, a, "g", 1);
+  g_assert_true (tlspyo_router_taken (rec->router, c, "g", 3));
   tlspyo_router_leave (rec->router, c);
   tlspyo_router_produce (rec->router, "g", o, 2);
   assert_deliveries (rec, "a:g:o", NULL);
   g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 1);
+}
+
+/* Issue 5: produced objects a peer had not taken when it left go back to
+ * the head of the queue, in order, to the next consumer with credit. */
+static void
+test_leave_requeues_untaken (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o1 = object_new ("o1");
+  g_autoptr(GBytes) o2 = object_new ("o2");
+  g_autoptr(GBytes) o3 = object_new ("o3");
+  g_autoptr(GBytes) o4 = object_new ("o4");
+  g_autoptr(GBytes) b1 = object_new ("b1");
+  TlspyoRouterPeer *a, *b;
+
+  a = join_ok (rec, "a", "g", NULL);
+  b = join_ok (rec, "b", "g", NULL);
+  tlspyo_router_produce (rec->router, "g", o1, 1);
+  tlspyo_router_produce (rec->router, "g", o2, 1);
+  tlspyo_router_produce (rec->router, "g", o3, 1);
+  tlspyo_router_produce (rec->router, "g", o4, 1);
+  tlspyo_router_notify (rec->router, a, "g", 3);
+  assert_deliveries (rec, "a:g:o1", "a:g:o2", "a:g:o3", NULL);
+  g_assert_cmpuint (tlspyo_router_get_n_in_flight (rec->router, "g"), ==, 3);
+  /* Broadcasts are not in flight. */
+  tlspyo_router_broadcast (rec->router, "g", b1);
+  assert_deliveries (rec, "a:g:b1", "b:g:b1", NULL);
+  g_assert_cmpuint (tlspyo_router_get_n_in_flight (rec->router, "g"), ==, 3);
+
+  /* a's application took the oldest one only. */
+  g_assert_true (tlspyo_router_taken (rec->router, a, "g", 1));
+  g_assert_cmpuint (tlspyo_router_get_n_in_flight (rec->router, "g"), ==, 2);
+  /* Taking more than it was given is refused, and takes nothing. */
+  g_assert_false (tlspyo_router_taken (rec->router, a, "g", 3));
+  g_assert_false (tlspyo_router_taken (rec->router, a, "nope", 1));
+  g_assert_cmpuint (tlspyo_router_get_n_in_flight (rec->router, "g"), ==, 2);
+
+  tlspyo_router_leave (rec->router, a);
+  g_assert_cmpuint (tlspyo_router_get_n_in_flight (rec->router, "g"), ==, 0);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 3);
+  g_assert_cmpuint (tlspyo_router_get_queued_bytes (rec->router, "g"), ==, 6);
+  assert_no_deliveries (rec);
+
+  /* o2 and o3 come before o4, which was queued all along. */
+  tlspyo_router_notify (rec->router, b, "g", 2);
+  assert_deliveries (rec, "b:g:o2", "b:g:o3", NULL);
+  tlspyo_router_notify (rec->router, b, "g", -1);
+  assert_deliveries (rec, "b:g:o4", NULL);
+  g_assert_cmpuint (tlspyo_router_get_n_in_flight (rec->router, "g"), ==, 3);
+}
+
+/* Given back while another consumer waits with credit: it gets them at
+ * once; copies of one object stay one run. */
+static void
+test_leave_requeue_serves_ready (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o = object_new ("o");
+  TlspyoRouterPeer *a, *b;
+
+  a = join_ok (rec, "a", "g", NULL);
+  b = join_ok (rec, "b", "g", NULL);
+  tlspyo_router_produce (rec->router, "g", o, 3);
+  tlspyo_router_notify (rec->router, a, "g", -1);
+  assert_deliveries (rec, "a:g:o", "a:g:o", "a:g:o", NULL);
+  tlspyo_router_notify (rec->router, b, "g", 2);
+  assert_no_deliveries (rec);
+  g_assert_cmpuint (tlspyo_router_get_credit (rec->router, "g"), ==, 2);
+
+  tlspyo_router_leave (rec->router, a);
+  assert_deliveries (rec, "b:g:o", "b:g:o", NULL);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 1);
+  g_assert_cmpuint (tlspyo_router_get_queued_bytes (rec->router, "g"), ==, 1);
+  g_assert_cmpuint (tlspyo_router_get_n_in_flight (rec->router, "g"), ==, 2);
+  g_assert_cmpuint (tlspyo_router_get_credit (rec->router, "g"), ==, 0);
 }
 
 /* 4. Broadcast */
@@ -531,7 +612,7 @@ test_broadcast_undeclared (void)
   join_ok (rec, "p", "a", NULL);
 
   tlspyo_router_broadcast (rec->router, "x", o);
-  assert_drops (rec, "x: group 'x' is not accepted by this relay", NULL);
+  assert_drops (rec, "x/1: group 'x' is not accepted by this relay", NULL);
   assert_no_deliveries (rec);
   g_assert_false (tlspyo_router_has_latest (rec->router, "x"));
   g_assert_cmpuint (tlspyo_router_get_n_dropped (rec->router, "x"), ==, 1);
@@ -690,12 +771,12 @@ test_produce_undeclared (void)
 
   /* One report per refused produce; the counter has every copy. */
   tlspyo_router_produce (rec->router, "x", o, 3);
-  assert_drops (rec, "x: group 'x' is not accepted by this relay", NULL);
+  assert_drops (rec, "x/3: group 'x' is not accepted by this relay", NULL);
   g_assert_cmpuint (tlspyo_router_get_n_dropped (rec->router, "x"), ==, 3);
   g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "x"), ==, 0);
   tlspyo_router_produce (rec->router, "x", o, 1);
   g_assert_cmpuint (tlspyo_router_get_n_dropped (rec->router, "x"), ==, 4);
-  assert_drops (rec, "x: group 'x' is not accepted by this relay", NULL);
+  assert_drops (rec, "x/1: group 'x' is not accepted by this relay", NULL);
   assert_no_deliveries (rec);
 }
 
@@ -716,7 +797,7 @@ test_produce_max_consumables (void)
   tlspyo_router_produce (rec->router, "g", o2, 1);
   assert_no_drops (rec);
   tlspyo_router_produce (rec->router, "g", o3, 1);
-  assert_drops (rec, "g: queue of group 'g' is full (max_consumables 2): dropped the oldest object", NULL);
+  assert_drops (rec, "g/1: queue of group 'g' is full (max_consumables 2): dropped the oldest object", NULL);
   g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 2);
   g_assert_cmpuint (tlspyo_router_get_n_dropped (rec->router, "g"), ==, 1);
 
@@ -726,7 +807,7 @@ test_produce_max_consumables (void)
   /* Copies beyond the limit: one report, every copy counted. */
   tlspyo_router_produce (rec->router, "g", o1, 1);
   tlspyo_router_produce (rec->router, "g", o4, 5);
-  assert_drops (rec, "g: queue of group 'g' is full (max_consumables 2): dropped the 4 oldest objects", NULL);
+  assert_drops (rec, "g/4: queue of group 'g' is full (max_consumables 2): dropped the 4 oldest objects", NULL);
   g_assert_cmpuint (tlspyo_router_get_n_dropped (rec->router, "g"), ==, 5);
   tlspyo_router_notify (rec->router, a, "g", -1);
   assert_deliveries (rec, "a:g:o4", "a:g:o4", NULL);
@@ -751,7 +832,7 @@ test_produce_max_consumables_zero (void)
   a = join_ok (rec, "a", "g", NULL);
 
   tlspyo_router_produce (rec->router, "g", o1, 1);
-  assert_drops (rec, "g: queue of group 'g' is full (max_consumables 0): dropped the oldest object", NULL);
+  assert_drops (rec, "g/1: queue of group 'g' is full (max_consumables 0): dropped the oldest object", NULL);
   g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 0);
   g_assert_cmpuint (tlspyo_router_get_n_dropped (rec->router, "g"), ==, 1);
 
@@ -972,8 +1053,8 @@ test_route_undeclared (void)
                        g_variant_new_parsed ("{'no': -1, 'ok': -1, 'nope': 2}"), o);
   assert_deliveries (rec, "a:ok:o", NULL);
   assert_drops (rec,
-                "no: group 'no' is not accepted by this relay",
-                "nope: group 'nope' is not accepted by this relay",
+                "no/1: group 'no' is not accepted by this relay",
+                "nope/2: group 'nope' is not accepted by this relay",
                 NULL);
   g_assert_cmpuint (tlspyo_router_get_n_dropped (rec->router, "no"), ==, 1);
   g_assert_cmpuint (tlspyo_router_get_n_dropped (rec->router, "nope"), ==, 2);
@@ -1088,6 +1169,8 @@ main (int    argc,
   g_test_add_func ("/router/join/no-groups", test_join_no_groups);
   g_test_add_func ("/router/leave/keeps-queue", test_leave_keeps_queue);
   g_test_add_func ("/router/leave/ready-ring", test_leave_ready_ring);
+  g_test_add_func ("/router/leave/requeues-untaken", test_leave_requeues_untaken);
+  g_test_add_func ("/router/leave/requeue-serves-ready", test_leave_requeue_serves_ready);
   g_test_add_func ("/router/broadcast/members", test_broadcast_members);
   g_test_add_func ("/router/broadcast/replaces-latest", test_broadcast_replaces_latest);
   g_test_add_func ("/router/broadcast/undeclared", test_broadcast_undeclared);

@@ -3,6 +3,21 @@
 
 #include "tlspyo-test-utils.h"
 
+int
+tlspyo_test_timeout_ms (void)
+{
+  static int timeout_ms = 0;
+
+  if (timeout_ms == 0)
+    {
+      const char *env = g_getenv ("TLSPYO_TEST_TIMEOUT_MS");
+      gint64 value = env ? g_ascii_strtoll (env, NULL, 10) : 0;
+
+      timeout_ms = value >= 1000 && value <= 3600 * 1000 ? (int) value : 10000;
+    }
+  return timeout_ms;
+}
+
 void
 tlspyo_test_init (int    *argc,
                   char ***argv)
@@ -192,7 +207,7 @@ tlspyo_test_fixture_restart (TlspyoTestFixture *fixture)
   for (guint attempt = 0; !tlspyo_relay_start (fixture->relay, &error); attempt++)
     {
       g_assert_error (error, TLSPYO_ERROR, TLSPYO_ERROR_NETWORK);
-      if (attempt * 50 >= TLSPYO_TEST_TIMEOUT_MS)
+      if (attempt * 50 >= (guint) TLSPYO_TEST_TIMEOUT_MS)
         g_error ("Could not start the relay again on port %u: %s", fixture->port, error->message);
       g_clear_error (&error);
       g_usleep (50 * 1000);

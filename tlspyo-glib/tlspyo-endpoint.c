@@ -74,6 +74,15 @@ typedef struct {
   guint64          seq;
 } OutItem;
 
+/* What the endpoint knows of an object it received: a produced one must be
+ * reported taken (TAKEN) once the application has it, or forgotten if its
+ * connection ends first, since the relay then hands it out again. */
+typedef struct {
+  char     *group;        /* NULL for a broadcast */
+  gboolean  used_credit;
+  guint64   epoch;        /* the connection it came on */
+} ReceivedTag;
+
 typedef struct {
   GTask        *task;
   guint         max_items;
@@ -115,6 +124,10 @@ struct _TlspyoEndpoint {
   GQueue            outgoing;      /* OutItem not yet handed to a connection */
   GQueue            inflight;      /* OutItem sent, not acknowledged */
   GQueue            received;      /* GVariant */
+  GQueue            received_tags; /* ReceivedTag* or NULL, one per received object */
+  GQueue            dispatching;   /* ReceivedTag* of objects on their way to object-received */
+  guint64           epoch;         /* counts the connections that ended */
+  GHashTable       *taken;         /* group -> count (GUINT_TO_POINTER): TAKEN to send */
   GQueue            pop_requests;  /* PopRequest */
   GHashTable       *dest_cache;    /* "b" or "p" + group -> serialized OBJECT metadata */
   GHashTable       *credit;        /* group -> gint64*: notified, not yet used by the relay */
@@ -194,6 +207,38 @@ out_item_drop_locked (TlspyoEndpoint *self,
 }
 
 static void
+received_tag_free (gpointer data)
+{
+  ReceivedTag *tag = data;
+
+  if (tag != NULL)
+    {
+      g_free (tag->group);
+      g_free (tag);
+    }
+}
+
+static void kick_locked (TlspyoEndpoint *self);
+static void give_back_credit_locked (TlspyoEndpoint *self, ReceivedTag *tag);
+
+/* The application has the object of @tag (popped, or consumed by a
+ * handler): the relay can forget it. Only for objects of the current
+ * connection; those of a connection that ended were handed out again. */
+static void
+note_taken_locked (TlspyoEndpoint *self,
+                   ReceivedTag    *tag)
+{
+  guint n;
+
+  if (tag == NULL || tag->group == NULL || tag->epoch != self->epoch)
+    return;
+  /* Sent at the worker's next iteration: it cannot reach 2^32 before. */
+  n = GPOINTER_TO_UINT (g_hash_table_lookup (self->taken, tag->group));
+  g_hash_table_insert (self->taken, g_strdup (tag->group), GUINT_TO_POINTER (n + 1));
+  kick_locked (self);
+}
+
+static void
 wake_locked (TlspyoEndpoint *self)
 {
   tlspyo_wait_wake (&self->cond, self->owner_context);
@@ -203,9 +248,10 @@ wake_locked (TlspyoEndpoint *self)
  * that one the owner never dispatches does not keep it alive. */
 
 typedef struct {
-  GWeakRef  endpoint;
-  GVariant *object;
-  char     *group;
+  GWeakRef     endpoint;
+  GVariant    *object;
+  char        *group;
+  ReceivedTag *tag;  /* owned by the endpoint's dispatching queue */
 } Dispatch;
 
 static void
@@ -213,9 +259,22 @@ dispatch_free (gpointer data)
 {
   Dispatch *d = data;
 
-  g_weak_ref_clear (&d->endpoint);
   g_clear_pointer (&d->object, g_variant_unref);
   g_free (d->group);
+  /* Never dispatched (the owner's context went away): nobody took it. */
+  if (d->tag != NULL)
+    {
+      g_autoptr(TlspyoEndpoint) self = g_weak_ref_get (&d->endpoint);
+
+      if (self != NULL)
+        {
+          g_mutex_lock (&self->mutex);
+          g_queue_remove (&self->dispatching, d->tag);
+          g_mutex_unlock (&self->mutex);
+        }
+      received_tag_free (d->tag);
+    }
+  g_weak_ref_clear (&d->endpoint);
   g_free (d);
 }
 
@@ -248,6 +307,7 @@ notify_connected_cb (gpointer data)
 static void
 queue_object_locked (TlspyoEndpoint *self,
                      GVariant       *object,
+                     ReceivedTag    *tag,
                      GPtrArray      *completed)
 {
   PopRequest *request = g_queue_pop_head (&self->pop_requests);
@@ -259,9 +319,14 @@ queue_object_locked (TlspyoEndpoint *self,
       g_ptr_array_add (objects, object);
       g_task_set_task_data (request->task, objects, (GDestroyNotify) g_ptr_array_unref);
       g_ptr_array_add (completed, request);
+      note_taken_locked (self, tag);
+      received_tag_free (tag);
     }
   else
-    g_queue_push_tail (&self->received, object);
+    {
+      g_queue_push_tail (&self->received, object);
+      g_queue_push_tail (&self->received_tags, tag);
+    }
   wake_locked (self);
 }
 
@@ -294,16 +359,42 @@ object_received_cb (gpointer data)
   if (self == NULL)
     return G_SOURCE_REMOVE;
 
+  /* A produced object whose connection ended on its way here: the relay
+   * hands it out again, and its credit was given back. */
+  g_mutex_lock (&self->mutex);
+  g_queue_remove (&self->dispatching, d->tag);
+  if (d->tag != NULL && d->tag->group != NULL && d->tag->epoch != self->epoch)
+    {
+      self->pending_dispatch--;
+      g_clear_pointer (&d->tag, received_tag_free);
+      wake_locked (self);
+      g_mutex_unlock (&self->mutex);
+      return G_SOURCE_REMOVE;
+    }
+  g_mutex_unlock (&self->mutex);
+
   g_signal_emit (self, signals[SIGNAL_OBJECT_RECEIVED], g_quark_from_string (d->group),
                  d->object, d->group, &handled);
 
   completed = g_ptr_array_new ();
   g_mutex_lock (&self->mutex);
   self->pending_dispatch--;
-  if (!handled)
-    queue_object_locked (self, g_steal_pointer (&d->object), completed);
+  if (!handled && d->tag != NULL && d->tag->group != NULL && d->tag->epoch != self->epoch)
+    {
+      /* Its connection ended while the handlers ran: as above. */
+      give_back_credit_locked (self, d->tag);
+      g_clear_pointer (&d->tag, received_tag_free);
+      wake_locked (self);
+    }
+  else if (!handled)
+    queue_object_locked (self, g_steal_pointer (&d->object), g_steal_pointer (&d->tag),
+                         completed);
   else
-    wake_locked (self);
+    {
+      note_taken_locked (self, d->tag);
+      g_clear_pointer (&d->tag, received_tag_free);
+      wake_locked (self);
+    }
   g_mutex_unlock (&self->mutex);
   complete_pop_requests (completed);
   return G_SOURCE_REMOVE;
@@ -316,8 +407,11 @@ object_received_cb (gpointer data)
 static void
 endpoint_receive (TlspyoEndpoint *self,
                   GVariant       *object,
-                  const char     *group)
+                  const char     *group,
+                  gboolean        produced,
+                  gboolean        used_credit)
 {
+  ReceivedTag *tag = NULL;
   GQuark detail = g_quark_try_string (group);
   g_autoptr(GPtrArray) completed = g_ptr_array_new ();
   /* Before GLib 2.78, a non-zero detail matches only handlers connected
@@ -328,6 +422,13 @@ endpoint_receive (TlspyoEndpoint *self,
      g_signal_has_handler_pending (self, signals[SIGNAL_OBJECT_RECEIVED], detail, FALSE));
 
   g_mutex_lock (&self->mutex);
+  if (produced)
+    {
+      tag = g_new0 (ReceivedTag, 1);
+      tag->group = g_strdup (group);
+      tag->used_credit = used_credit;
+      tag->epoch = self->epoch;
+    }
   if (self->pending_dispatch > 0 || listening)
     {
       Dispatch *d = g_new0 (Dispatch, 1);
@@ -336,10 +437,13 @@ endpoint_receive (TlspyoEndpoint *self,
       g_weak_ref_init (&d->endpoint, self);
       d->object = object;
       d->group = g_strdup (group);
+      d->tag = tag;
+      if (tag != NULL)
+        g_queue_push_tail (&self->dispatching, tag);
       post_to_owner (self->owner_context, object_received_cb, d);
     }
   else
-    queue_object_locked (self, object, completed);
+    queue_object_locked (self, object, tag, completed);
   g_mutex_unlock (&self->mutex);
   complete_pop_requests (completed);
 }
@@ -558,6 +662,38 @@ core_restore_credit (EndpointCore *core)
   g_mutex_unlock (&self->mutex);
 }
 
+/* One TAKEN for everything the application took since the last one. */
+static void
+core_send_taken_locked (EndpointCore *core)
+{
+  TlspyoEndpoint *self = core->endpoint;
+  GVariantBuilder builder;
+  GHashTableIter iter;
+  gpointer key, value;
+  OutItem *item;
+
+  if (core->state != CORE_READY || g_hash_table_size (self->taken) == 0)
+    return;
+  g_variant_builder_init (&builder, G_VARIANT_TYPE ("a{su}"));
+  g_hash_table_iter_init (&iter, self->taken);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    g_variant_builder_add (&builder, "{su}", key, (guint32) GPOINTER_TO_UINT (value));
+  g_hash_table_remove_all (self->taken);
+
+  /* Acknowledged like OBJECT, so that stop() waits for it: a TAKEN lost
+   * on the way would have the relay hand the objects out again. Not
+   * sequenced: it means nothing on another connection. */
+  item = g_new0 (OutItem, 1);
+  item->type = TLSPYO_FRAME_TAKEN;
+  item->meta = tlspyo_frame_serialize_meta (TLSPYO_FRAME_TAKEN,
+                                            g_variant_new ("(a{su})", &builder));
+  item->size = out_item_size (item);
+  self->buffered_bytes += item->size;
+  tlspyo_connection_send_serialized (core->conn, item->type, item->meta, NULL, NULL);
+  g_queue_push_tail (&self->inflight, item);
+  core->n_sent++;
+}
+
 static void
 core_send_pending (EndpointCore *core)
 {
@@ -568,6 +704,7 @@ core_send_pending (EndpointCore *core)
     return;
 
   g_mutex_lock (&self->mutex);
+  core_send_taken_locked (core);
   while ((item = g_queue_pop_head (&self->outgoing)) != NULL)
     {
       /* The relay would drop the connection on it, and again after each
@@ -638,6 +775,16 @@ kick_cb (gpointer data)
   if (!core->stopped)
     core_send_pending (core);
   return G_SOURCE_REMOVE;
+}
+
+/* Has the worker send what waits, once for all the calls made meanwhile. */
+static void
+kick_locked (TlspyoEndpoint *self)
+{
+  EndpointCore *core = self->core;
+
+  if (core != NULL && g_atomic_int_compare_and_exchange (&core->kick_pending, 0, 1))
+    tlspyo_worker_invoke (self->worker, kick_cb, core_ref (core), (GDestroyNotify) core_unref);
 }
 
 static gboolean
@@ -948,7 +1095,7 @@ core_frame_cb (TlspyoConnection  *conn,
           return core_fail (core, TLSPYO_ERROR_PROTOCOL, "The relay at %s sent a bad object: %s",
                             core->peer, error->message);
         g_variant_get (frame->meta, "(&s)", &group);
-        endpoint_receive (core->endpoint, object, group);
+        endpoint_receive (core->endpoint, object, group, FALSE, FALSE);
         return TRUE;
       }
     case TLSPYO_FRAME_PRODUCED:
@@ -964,7 +1111,7 @@ core_frame_cb (TlspyoConnection  *conn,
         g_variant_get (frame->meta, "(&sb)", &group, &used_credit);
         if (used_credit)
           endpoint_use_credit (core->endpoint, group);
-        endpoint_receive (core->endpoint, object, group);
+        endpoint_receive (core->endpoint, object, group, TRUE, used_credit);
         return TRUE;
       }
     case TLSPYO_FRAME_ACK:
@@ -1016,6 +1163,59 @@ requeue_inflight_locked (TlspyoEndpoint *self)
 }
 
 static void
+give_back_credit_locked (TlspyoEndpoint *self,
+                         ReceivedTag    *tag)
+{
+  gint64 *credit;
+
+  if (!tag->used_credit)
+    return;
+  credit = g_hash_table_lookup (self->credit, tag->group);
+  if (credit == NULL)
+    {
+      credit = g_new0 (gint64, 1);
+      g_hash_table_insert (self->credit, g_strdup (tag->group), credit);
+    }
+  if (*credit < G_MAXINT64)
+    (*credit)++;
+}
+
+/* The relay puts the produced objects this endpoint had not taken back at
+ * the head of their queues when the connection ends: they are forgotten
+ * here, and the credit they used is given back, to be announced on the
+ * next connection. The broadcasts stay. */
+static void
+forget_untaken_locked (TlspyoEndpoint *self)
+{
+  GList *l, *t, *next_l, *next_t;
+
+  for (l = self->received.head, t = self->received_tags.head; l != NULL; l = next_l, t = next_t)
+    {
+      ReceivedTag *tag = t->data;
+
+      next_l = l->next;
+      next_t = t->next;
+      if (tag == NULL || tag->group == NULL || tag->epoch != self->epoch)
+        continue;
+      give_back_credit_locked (self, tag);
+      g_variant_unref (l->data);
+      received_tag_free (tag);
+      g_queue_delete_link (&self->received, l);
+      g_queue_delete_link (&self->received_tags, t);
+    }
+  /* On their way to object-received: dropped when they get there. */
+  for (l = self->dispatching.head; l != NULL; l = l->next)
+    {
+      ReceivedTag *tag = l->data;
+
+      if (tag->epoch == self->epoch)
+        give_back_credit_locked (self, tag);
+    }
+  g_hash_table_remove_all (self->taken);
+  self->epoch++;
+}
+
+static void
 core_closed_cb (TlspyoConnection *conn,
                 const GError     *error,
                 gpointer          user_data)
@@ -1031,6 +1231,7 @@ core_closed_cb (TlspyoConnection *conn,
   was_connected = self->connected;
   self->connected = FALSE;
   lost = requeue_inflight_locked (self);
+  forget_untaken_locked (self);
   g_free (self->last_failure);
   self->last_failure = g_strdup (error->message);
   if (is_refusal (error))
@@ -1232,6 +1433,10 @@ core_shutdown_cb (gpointer data)
     {
       g_autoptr(GError) error = g_error_new_literal (TLSPYO_ERROR, TLSPYO_ERROR_CLOSED,
                                                      "The endpoint stopped");
+      /* What the application took before stop() is not handed out again. */
+      g_mutex_lock (&core->endpoint->mutex);
+      core_send_taken_locked (core);
+      g_mutex_unlock (&core->endpoint->mutex);
       if (core->state >= CORE_AWAIT_RESUMED)
         tlspyo_connection_send (core->conn, TLSPYO_FRAME_BYE,
                                 g_variant_new ("(s)", "the endpoint stopped"), NULL, NULL);
@@ -1269,6 +1474,9 @@ tlspyo_endpoint_init (TlspyoEndpoint *self)
   g_queue_init (&self->outgoing);
   g_queue_init (&self->inflight);
   g_queue_init (&self->received);
+  g_queue_init (&self->received_tags);
+  g_queue_init (&self->dispatching);
+  self->taken = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   g_queue_init (&self->pop_requests);
   self->dest_cache = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                             (GDestroyNotify) g_bytes_unref);
@@ -1342,6 +1550,9 @@ tlspyo_endpoint_finalize (GObject *object)
   g_queue_clear_full (&self->outgoing, out_item_free);
   g_queue_clear_full (&self->inflight, out_item_free);
   g_queue_clear_full (&self->received, (GDestroyNotify) g_variant_unref);
+  g_queue_clear_full (&self->received_tags, received_tag_free);
+  g_queue_clear (&self->dispatching);  /* the tags belong to their dispatches */
+  g_hash_table_unref (self->taken);
   g_clear_pointer (&self->owner_context, g_main_context_unref);
   g_hash_table_unref (self->dest_cache);
   g_hash_table_unref (self->credit);
@@ -2082,7 +2293,8 @@ nothing_outstanding (gpointer data)
   TlspyoEndpoint *self = data;
 
   return !self->connected ||
-         (g_queue_is_empty (&self->outgoing) && g_queue_is_empty (&self->inflight));
+         (g_queue_is_empty (&self->outgoing) && g_queue_is_empty (&self->inflight) &&
+          g_hash_table_size (self->taken) == 0);
 }
 
 /**
@@ -2093,8 +2305,10 @@ nothing_outstanding (gpointer data)
  * [property@Tlspyo.Endpoint:stop-timeout] seconds, for the relay to
  * acknowledge everything sent before; when not connected it does not wait,
  * and logs how many objects it could not deliver. Calling it again does
- * nothing; the endpoint may be started again. Objects already received stay
- * in the local queue.
+ * nothing; the endpoint may be started again. Broadcast objects already
+ * received stay in the local queue; produced objects not taken yet do not
+ * (see [method@Tlspyo.Endpoint.pop]): the relay hands them to another
+ * consumer.
  *
  * Since: 0.1
  */
@@ -2145,7 +2359,6 @@ enqueue_full (TlspyoEndpoint   *self,
               GError          **error)
 {
   OutItem *item = g_new0 (OutItem, 1);
-  EndpointCore *core;
 
   item->type = type;
   item->meta = meta;
@@ -2222,9 +2435,7 @@ enqueue_full (TlspyoEndpoint   *self,
       item->credit_group = g_strdup (credit_group);
     }
   g_queue_push_tail (&self->outgoing, item);
-  core = self->core;
-  if (core != NULL && g_atomic_int_compare_and_exchange (&core->kick_pending, 0, 1))
-    tlspyo_worker_invoke (self->worker, kick_cb, core_ref (core), (GDestroyNotify) core_unref);
+  kick_locked (self);
   g_mutex_unlock (&self->mutex);
   return TRUE;
 }
@@ -2517,14 +2728,25 @@ take_locked (TlspyoEndpoint *self,
 
   if (mode == TAKE_ALL)
     max_items = n;
+  /* What get_last() skips counts as taken: the application chose to. */
   if (mode == TAKE_NEWEST)
     while (n > max_items)
       {
+        ReceivedTag *tag = g_queue_pop_head (&self->received_tags);
+
+        note_taken_locked (self, tag);
+        received_tag_free (tag);
         g_variant_unref (g_queue_pop_head (&self->received));
         n--;
       }
   while (objects->len < max_items && !g_queue_is_empty (&self->received))
-    g_ptr_array_add (objects, g_queue_pop_head (&self->received));
+    {
+      ReceivedTag *tag = g_queue_pop_head (&self->received_tags);
+
+      note_taken_locked (self, tag);
+      received_tag_free (tag);
+      g_ptr_array_add (objects, g_queue_pop_head (&self->received));
+    }
   return objects;
 }
 
@@ -2580,6 +2802,19 @@ receive (TlspyoEndpoint  *self,
  * With a timeout other than 0, it fails with %TLSPYO_ERROR_CLOSED when the
  * endpoint is not running, or stops while it waits, and the queue is empty:
  * nothing could arrive.
+ *
+ * Produced objects (from [method@Tlspyo.Endpoint.notify_ready]) stay the
+ * relay's until the application takes them: returned by this function,
+ * [method@Tlspyo.Endpoint.get_last] (which takes the older ones it skips
+ * too), [method@Tlspyo.Endpoint.receive_all] or
+ * [method@Tlspyo.Endpoint.pop_async], or consumed by an
+ * [signal@Tlspyo.Endpoint::object-received] handler that returns %TRUE.
+ * If the connection ends before, the endpoint drops those still in its
+ * local queue and the relay puts them back at the head of their group's
+ * queue, for this endpoint (its credit is given back and asked for again
+ * on reconnecting) or another consumer: a consumer that dies does not
+ * take objects with it. Objects taken just as the connection is lost may
+ * be handed out again (docs/protocol.md, TAKEN).
  *
  * Returns: (transfer container) (element-type GVariant): the objects, oldest
  *   first; empty if none arrived in time

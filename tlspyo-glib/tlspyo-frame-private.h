@@ -42,9 +42,10 @@ typedef enum {
   TLSPYO_FRAME_HELLO_USER = 15, /* endpoint -> relay (uays)  HELLO with a user name */
   TLSPYO_FRAME_SESSION   = 16, /* endpoint -> relay  (ayt)   session id, first sequence number it may send */
   TLSPYO_FRAME_RESUMED   = 17, /* relay -> endpoint  (tt)    next sequence number expected, max-object-size */
+  TLSPYO_FRAME_TAKEN     = 18, /* endpoint -> relay  (a{su}) group -> produced objects the application took */
 } TlspyoFrameType;
 
-#define TLSPYO_FRAME_TYPE_LAST TLSPYO_FRAME_RESUMED
+#define TLSPYO_FRAME_TYPE_LAST TLSPYO_FRAME_TAKEN
 #define TLSPYO_FRAME_BIT(t) (1u << (t))
 #define TLSPYO_FRAME_MASK_ALL (((1u << (TLSPYO_FRAME_TYPE_LAST + 1)) - 1) & ~1u)
 

@@ -33,6 +33,7 @@ static const struct {
   [TLSPYO_FRAME_HELLO_USER] = { "HELLO_USER", "(uays)", FALSE },
   [TLSPYO_FRAME_SESSION]   = { "SESSION",   "(ayt)",   FALSE },
   [TLSPYO_FRAME_RESUMED]   = { "RESUMED",   "(tt)",    FALSE },
+  [TLSPYO_FRAME_TAKEN]     = { "TAKEN",     "(a{su})", FALSE },
 };
 
 G_STATIC_ASSERT (G_N_ELEMENTS (frame_types) == TLSPYO_FRAME_TYPE_LAST + 1);

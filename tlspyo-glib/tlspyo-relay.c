@@ -48,6 +48,9 @@
 #define DEFAULT_PORT 2096
 #define DEFAULT_HANDSHAKE_TIMEOUT 10
 #define DEFAULT_KEEPALIVE_INTERVAL 15.0
+#define DEFAULT_MAX_OUTPUT_BYTES ((guint64) 64 * 1024 * 1024)
+/* How often a connection over max-output-bytes is checked for room. */
+#define OUTPUT_DRAIN_CHECK_MS 20
 
 /* Limits against hostile peers (issue 6, docs/security.md), with defaults
  * safe for a relay on the Internet. */
@@ -184,6 +187,7 @@ struct _TlspyoRelay {
   guint64           max_object_size;
   guint             handshake_timeout;
   double            keepalive_interval;
+  guint64           max_output_bytes;
   GArray           *rules;  /* of GroupRule */
   gboolean          no_listen;  /* tlspyo_relay_set_listening() */
   RelayLimits       limits;
@@ -214,6 +218,7 @@ enum {
   PROP_AUTH_FAILURE_DELAY,
   PROP_MAX_GROUPS_PER_ENDPOINT,
   PROP_MAX_QUEUED_BYTES,
+  PROP_MAX_OUTPUT_BYTES,  /* issue 5 */
   N_PROPS
 };
 
@@ -221,6 +226,7 @@ enum {
   SIGNAL_ENDPOINT_CONNECTED,
   SIGNAL_ENDPOINT_DISCONNECTED,
   SIGNAL_ENDPOINT_REFUSED,
+  SIGNAL_OBJECT_DROPPED,
   N_SIGNALS
 };
 
@@ -257,6 +263,12 @@ typedef struct {
   TlspyoKeepalive    keepalive;
   struct _RelaySession *session;  /* issue 5: NULL until SESSION, or without one */
   guint64            next_seq;     /* of the next sequenced frame on this connection */
+  /* Issue 5, bounded memory: while the connection is over max-output-bytes,
+   * each group's latest broadcast waits here instead, replacing older
+   * ones, until drain_timer finds room. */
+  GHashTable        *held;         /* group -> HeldBroadcast, or NULL */
+  GSource           *drain_timer;
+  guint64            n_coalesced;
 
   /* Limits */
   char              *address_key;  /* what per-address limits count by */
@@ -288,6 +300,7 @@ struct _RelayCore {
   guint64          max_object_size;
   guint            handshake_timeout;
   double           keepalive_interval;
+  guint64          max_output_bytes;
   GHashTable      *peers;
   GHashTable      *deliver_meta;  /* group -> serialized DELIVER metadata */
   GHashTable      *sessions;      /* session id -> RelaySession (issue 5) */
@@ -433,6 +446,7 @@ typedef struct {
   char        **groups;
   TlspyoError   code;
   char         *reason;
+  guint64       count;  /* object-dropped; its group is in address */
 } SignalEmission;
 
 static void
@@ -460,6 +474,8 @@ signal_emission_cb (gpointer data)
     g_signal_emit (relay, e->signal_id, 0, e->address, e->groups);
   else if (e->signal_id == signals[SIGNAL_ENDPOINT_DISCONNECTED])
     g_signal_emit (relay, e->signal_id, 0, e->address);
+  else if (e->signal_id == signals[SIGNAL_OBJECT_DROPPED])
+    g_signal_emit (relay, e->signal_id, 0, e->address, e->reason, e->count);
   else
     g_signal_emit (relay, e->signal_id, 0, e->address, e->code, e->reason);
   return G_SOURCE_REMOVE;
@@ -483,6 +499,29 @@ core_emit (RelayCore          *core,
   e->groups = g_strdupv ((char **) groups);
   e->code = code;
   e->reason = g_strdup (reason);
+
+  source = g_idle_source_new ();
+  g_source_set_callback (source, signal_emission_cb, e, signal_emission_free);
+  g_source_set_static_name (source, "[tlspyo] relay signal");
+  g_source_attach (source, core->owner_context);
+  g_source_unref (source);
+}
+
+static void
+core_emit_dropped (RelayCore  *core,
+                   const char *group,
+                   const char *reason,
+                   guint64     n_objects)
+{
+  SignalEmission *e = g_new0 (SignalEmission, 1);
+  g_autoptr(GObject) relay = g_weak_ref_get (&core->relay);
+  GSource *source;
+
+  g_weak_ref_init (&e->relay, relay);
+  e->signal_id = signals[SIGNAL_OBJECT_DROPPED];
+  e->address = g_strdup (group);
+  e->reason = g_strdup (reason);
+  e->count = n_objects;
 
   source = g_idle_source_new ();
   g_source_set_callback (source, signal_emission_cb, e, signal_emission_free);
@@ -520,6 +559,128 @@ core_deliver_meta (RelayCore  *core,
   return meta;
 }
 
+/* Bounded memory (issue 5): a broadcast for an endpoint that reads slower
+ * than they come is held, the latest per group, while its connection has
+ * more than max-output-bytes waiting; one object always goes, so a limit
+ * below an object's size does not stop it. */
+typedef struct {
+  GBytes  *object;
+  guint64  n_coalesced;  /* older ones it replaced, never sent */
+} HeldBroadcast;
+
+static void
+held_broadcast_free (gpointer data)
+{
+  HeldBroadcast *held = data;
+
+  g_bytes_unref (held->object);
+  g_free (held);
+}
+
+static void
+peer_report_coalesced (RelayPeer     *peer,
+                       const char    *group,
+                       HeldBroadcast *held)
+{
+  g_autofree char *reason = NULL;
+
+  if (held->n_coalesced == 0)
+    return;
+  reason = g_strdup_printf ("endpoint %s reads slower than broadcasts arrive (more than "
+                            "max-output-bytes, %" G_GUINT64_FORMAT " bytes, waiting): %"
+                            G_GUINT64_FORMAT " broadcast(s) replaced by a newer one, never sent",
+                            peer->address, peer->core->max_output_bytes, held->n_coalesced);
+  tlspyo_router_note_dropped (peer->core->router, group, held->n_coalesced, reason);
+  held->n_coalesced = 0;
+}
+
+static gboolean
+peer_output_full (RelayPeer *peer,
+                  GBytes    *object)
+{
+  guint64 limit = peer->core->max_output_bytes;
+  gsize queued;
+
+  if (limit == 0)
+    return FALSE;
+  queued = tlspyo_connection_get_queued_bytes (peer->conn);
+  return queued > 0 && queued + g_bytes_get_size (object) > limit;
+}
+
+/* Sends what is held once there is room again, then stops checking. */
+static gboolean
+peer_drain_cb (gpointer data)
+{
+  RelayPeer *peer = data;
+  guint64 limit = peer->core->max_output_bytes;
+  GHashTableIter iter;
+  gpointer key, value;
+
+  if (limit > 0 && tlspyo_connection_get_queued_bytes (peer->conn) >= limit)
+    return G_SOURCE_CONTINUE;
+
+  g_hash_table_iter_init (&iter, peer->held);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      HeldBroadcast *held = value;
+
+      tlspyo_connection_send_serialized (peer->conn, TLSPYO_FRAME_DELIVER,
+                                         core_deliver_meta (peer->core, key), held->object, NULL);
+      peer_report_coalesced (peer, key, held);
+      g_hash_table_iter_remove (&iter);
+    }
+  g_clear_pointer (&peer->drain_timer, g_source_unref);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+peer_send_broadcast (RelayPeer  *peer,
+                     const char *group,
+                     GBytes     *object)
+{
+  HeldBroadcast *held = peer->held != NULL ? g_hash_table_lookup (peer->held, group) : NULL;
+
+  if (!peer_output_full (peer, object))
+    {
+      /* Room again before the timer saw it: the held one first, in order. */
+      if (held != NULL)
+        {
+          tlspyo_connection_send_serialized (peer->conn, TLSPYO_FRAME_DELIVER,
+                                             core_deliver_meta (peer->core, group),
+                                             held->object, NULL);
+          peer_report_coalesced (peer, group, held);
+          g_hash_table_remove (peer->held, group);
+        }
+      tlspyo_connection_send_serialized (peer->conn, TLSPYO_FRAME_DELIVER,
+                                         core_deliver_meta (peer->core, group), object, NULL);
+      return;
+    }
+
+  if (held != NULL)
+    {
+      /* Ref before unref: @object may be the one held. */
+      g_bytes_ref (object);
+      g_bytes_unref (held->object);
+      held->object = object;
+      held->n_coalesced++;
+      peer->n_coalesced++;
+      return;
+    }
+
+  if (peer->held == NULL)
+    peer->held = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, held_broadcast_free);
+  held = g_new0 (HeldBroadcast, 1);
+  held->object = g_bytes_ref (object);
+  g_hash_table_insert (peer->held, g_strdup (group), held);
+  if (peer->drain_timer == NULL)
+    {
+      peer->drain_timer = g_timeout_source_new (OUTPUT_DRAIN_CHECK_MS);
+      g_source_set_callback (peer->drain_timer, peer_drain_cb, peer, NULL);
+      g_source_set_static_name (peer->drain_timer, "[tlspyo] relay output drain");
+      g_source_attach (peer->drain_timer, g_main_context_get_thread_default ());
+    }
+}
+
 static void
 router_deliver (gpointer    peer_data,
                 const char *group,
@@ -537,8 +698,7 @@ router_deliver (gpointer    peer_data,
       g_ptr_array_add (peer->early, d);
       return;
     }
-  tlspyo_connection_send_serialized (peer->conn, TLSPYO_FRAME_DELIVER,
-                                     core_deliver_meta (peer->core, group), object, NULL);
+  peer_send_broadcast (peer, group, object);
 }
 
 /* The PRODUCED metadata, cached with DELIVER's: "\x01" cannot start a
@@ -585,12 +745,18 @@ router_deliver_cb (gpointer              peer_data,
                                      object, NULL);
 }
 
+/* Counted by the router (get_stats()'s "dropped"), announced here. */
 static void
 router_drop (const char *group,
              const char *reason,
+             guint64     n_objects,
              gpointer    user_data)
 {
-  g_debug ("Dropped an object for group '%s': %s", group, reason);
+  RelayCore *core = user_data;
+
+  g_debug ("Dropped %" G_GUINT64_FORMAT " object(s) for group '%s': %s", n_objects, group,
+           reason);
+  core_emit_dropped (core, group, reason, n_objects);
 }
 
 /* Limits. Per source address: open connections, and failed
@@ -750,6 +916,12 @@ static void
 peer_free (RelayPeer *peer)
 {
   tlspyo_keepalive_stop (&peer->keepalive);
+  g_clear_pointer (&peer->held, g_hash_table_unref);
+  if (peer->drain_timer != NULL)
+    {
+      g_source_destroy (peer->drain_timer);
+      g_source_unref (peer->drain_timer);
+    }
   g_clear_pointer (&peer->session, relay_session_unref);
   if (peer->handshake_timer != NULL)
     {
@@ -1040,6 +1212,7 @@ handle_auth (RelayPeer         *peer,
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_OBJECT) |
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_NOTIFY) |
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_SESSION) |
+                                TLSPYO_FRAME_BIT (TLSPYO_FRAME_TAKEN) |
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_PING) |
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_PONG) |
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_BYE));
@@ -1233,6 +1406,32 @@ handle_notify (RelayPeer         *peer,
   return TRUE;
 }
 
+/* TAKEN: the endpoint's application took that many of the produced
+ * objects handed to it (oldest first); the relay forgets them. Until
+ * then they would go back to the queue if the connection ended.
+ * Acknowledged (so that the endpoint's stop() waits for it), not
+ * sequenced: it is about this connection only. */
+static gboolean
+handle_taken (RelayPeer         *peer,
+              const TlspyoFrame *frame)
+{
+  g_autoptr(GVariant) counts = g_variant_get_child_value (frame->meta, 0);
+  GVariantIter iter;
+  const char *group;
+  guint32 count;
+
+  peer->handled++;
+  g_variant_iter_init (&iter, counts);
+  while (g_variant_iter_next (&iter, "{&su}", &group, &count))
+    {
+      if (!tlspyo_router_taken (peer->core->router, peer->router_peer, group, count))
+        return peer_protocol_error (peer, "Endpoint %s says it took %u produced objects of "
+                                    "group '%s', more than it was given", peer->address,
+                                    count, group);
+    }
+  return TRUE;
+}
+
 static gboolean
 peer_frame_cb (TlspyoConnection  *conn,
                const TlspyoFrame *frame,
@@ -1268,6 +1467,10 @@ peer_frame_cb (TlspyoConnection  *conn,
       if (peer->state != PEER_JOINED)
         break;
       return handle_session (peer, frame);
+    case TLSPYO_FRAME_TAKEN:
+      if (peer->state != PEER_JOINED)
+        break;
+      return handle_taken (peer, frame);
     case TLSPYO_FRAME_PING:
       if (peer->state != PEER_JOINED)
         break;
@@ -1325,6 +1528,15 @@ peer_closed_cb (TlspyoConnection *conn,
   RelayPeer *peer = user_data;
   RelayCore *core = peer->core;
 
+  if (peer->held != NULL)
+    {
+      GHashTableIter iter;
+      gpointer key, value;
+
+      g_hash_table_iter_init (&iter, peer->held);
+      while (g_hash_table_iter_next (&iter, &key, &value))
+        peer_report_coalesced (peer, key, value);
+    }
   if (peer->router_peer != NULL)
     {
       tlspyo_router_leave (core->router, peer->router_peer);
@@ -1766,6 +1978,7 @@ tlspyo_relay_init (TlspyoRelay *self)
   self->max_object_size = TLSPYO_DEFAULT_MAX_OBJECT_SIZE;
   self->handshake_timeout = DEFAULT_HANDSHAKE_TIMEOUT;
   self->keepalive_interval = DEFAULT_KEEPALIVE_INTERVAL;
+  self->max_output_bytes = DEFAULT_MAX_OUTPUT_BYTES;
   self->limits.max_connections = DEFAULT_MAX_CONNECTIONS;
   self->limits.max_connections_per_address = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS;
   self->limits.max_auth_failures = DEFAULT_MAX_AUTH_FAILURES;
@@ -1841,6 +2054,9 @@ tlspyo_relay_get_property (GObject    *object,
       break;
     case PROP_KEEPALIVE_INTERVAL:
       g_value_set_double (value, self->keepalive_interval);
+      break;
+    case PROP_MAX_OUTPUT_BYTES:
+      g_value_set_uint64 (value, self->max_output_bytes);
       break;
     /* limits (issue 6) */
     case PROP_MAX_CONNECTIONS:
@@ -1928,6 +2144,10 @@ tlspyo_relay_set_property (GObject      *object,
     case PROP_KEEPALIVE_INTERVAL:
       changed = self->keepalive_interval != g_value_get_double (value);
       self->keepalive_interval = g_value_get_double (value);
+      break;
+    case PROP_MAX_OUTPUT_BYTES:
+      changed = self->max_output_bytes != g_value_get_uint64 (value);
+      self->max_output_bytes = g_value_get_uint64 (value);
       break;
     /* limits (issue 6) */
     case PROP_MAX_CONNECTIONS:
@@ -2083,6 +2303,28 @@ tlspyo_relay_class_init (TlspyoRelayClass *klass)
   properties[PROP_KEEPALIVE_INTERVAL] =
     g_param_spec_double ("keepalive-interval", NULL, NULL, 0.0, 86400.0,
                          DEFAULT_KEEPALIVE_INTERVAL,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * TlspyoRelay:max-output-bytes:
+   *
+   * Bytes that may wait to be written to one endpoint (64 MiB by
+   * default; 0: no limit), so that an endpoint that stops reading cannot
+   * make the relay's memory grow without bound. While more than this
+   * waits, broadcasts for it are coalesced: the latest one of each group
+   * is kept and sent once there is room, the older ones are never sent,
+   * and counted and announced by [signal@Tlspyo.Relay::object-dropped].
+   * One object always goes when nothing waits, however large. Produced
+   * objects are not held back: an endpoint only gets as many as its
+   * credit ([method@Tlspyo.Endpoint.notify_ready]), or all queued for a
+   * notify of -1, so their memory is bounded by what it asked for.
+   * Read by [method@Tlspyo.Relay.start].
+   *
+   * Since: 0.1
+   */
+  properties[PROP_MAX_OUTPUT_BYTES] =
+    g_param_spec_uint64 ("max-output-bytes", NULL, NULL, 0, G_MAXUINT64,
+                         DEFAULT_MAX_OUTPUT_BYTES,
                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   /* Limits (issue 6). docs/security.md says which attack each one bounds. */
@@ -2241,6 +2483,33 @@ tlspyo_relay_class_init (TlspyoRelayClass *klass)
     g_signal_new ("endpoint-refused", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
                   0, NULL, NULL, NULL, G_TYPE_NONE, 3, G_TYPE_STRING, TLSPYO_TYPE_ERROR,
                   G_TYPE_STRING);
+
+  /**
+   * TlspyoRelay::object-dropped:
+   * @self: the relay
+   * @group: the group the objects were for
+   * @reason: why, in words
+   * @count: how many objects were dropped
+   *
+   * The relay discarded objects: sent to a group it does not accept,
+   * pushed out of a full queue (the oldest first) by the group's
+   * `max_consumables` (see [method@Tlspyo.Relay.accept_group]), or
+   * broadcasts coalesced for an endpoint that reads too slowly (see
+   * [property@Tlspyo.Relay:max-output-bytes]; reported once they are
+   * replaced and the connection has room again or ends). One
+   * emission may stand for many objects, as when one produce of many
+   * copies overflows a queue. Every object is also counted in the
+   * `dropped` entry of [method@Tlspyo.Relay.get_stats].
+   *
+   * Emitted on the thread-default main context of the thread that called
+   * [method@Tlspyo.Relay.start].
+   *
+   * Since: 0.1
+   */
+  signals[SIGNAL_OBJECT_DROPPED] =
+    g_signal_new ("object-dropped", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 3, G_TYPE_STRING, G_TYPE_STRING,
+                  G_TYPE_UINT64);
 }
 
 /**
@@ -2578,6 +2847,7 @@ tlspyo_relay_start (TlspyoRelay  *self,
   core->max_object_size = self->max_object_size;
   core->handshake_timeout = self->handshake_timeout;
   core->keepalive_interval = self->keepalive_interval;
+  core->max_output_bytes = self->max_output_bytes;
   core->iterations = TLSPYO_AUTH_DEFAULT_ITERATIONS;
   core->address = g_strdup (self->address);
   core->port = self->port;
@@ -2725,6 +2995,177 @@ tlspyo_relay_get_n_connections (TlspyoRelay *self)
   g_return_val_if_fail (TLSPYO_IS_RELAY (self), 0);
   locker = g_mutex_locker_new (&self->mutex);
   return self->core ? (guint) g_atomic_int_get (&self->core->n_joined) : 0;
+}
+
+/* Stats (issue 5, item 7): computed on the worker, which owns the state. */
+
+typedef struct {
+  RelayCore       *core;
+  GVariantBuilder *groups;
+  guint64          queued, queued_bytes, in_flight, dropped;
+} GroupStatsCall;
+
+static void
+group_stats (gpointer data,
+             gpointer user_data)
+{
+  const char *group = data;
+  GroupStatsCall *call = user_data;
+  TlspyoRouter *router = call->core->router;
+  guint64 queued = tlspyo_router_get_queue_length (router, group);
+  guint64 queued_bytes = tlspyo_router_get_queued_bytes (router, group);
+  guint64 in_flight = tlspyo_router_get_n_in_flight (router, group);
+  guint64 dropped = tlspyo_router_get_n_dropped (router, group);
+
+  g_variant_builder_add (call->groups, "{s@a{sv}}", group,
+                         g_variant_new_parsed ("{'members': <%u>, 'queued': <%t>, "
+                                               "'queued-bytes': <%t>, 'in-flight': <%t>, "
+                                               "'credit': <%t>, 'dropped': <%t>, "
+                                               "'has-latest': <%b>}",
+                                               tlspyo_router_get_n_members (router, group),
+                                               queued, queued_bytes, in_flight,
+                                               tlspyo_router_get_credit (router, group),
+                                               dropped,
+                                               tlspyo_router_has_latest (router, group)));
+  call->queued += queued;
+  call->queued_bytes += queued_bytes;
+  call->in_flight += in_flight;
+  call->dropped += dropped;
+}
+
+typedef struct {
+  RelayCore *core;
+  GVariant  *stats;
+} StatsCall;
+
+static gboolean
+core_stats_cb (gpointer data)
+{
+  StatsCall *call = data;
+  RelayCore *core = call->core;
+  GVariantBuilder groups, conns, stats;
+  GroupStatsCall group_call = { core, &groups, 0, 0, 0, 0 };
+  guint64 bytes_in = 0, bytes_out = 0, out_queued = 0;
+  GHashTableIter iter;
+  gpointer key;
+
+  g_variant_builder_init (&groups, G_VARIANT_TYPE ("a{sa{sv}}"));
+  if (core->router != NULL)
+    tlspyo_router_foreach_group (core->router, group_stats, &group_call);
+
+  g_variant_builder_init (&conns, G_VARIANT_TYPE ("aa{sv}"));
+  g_hash_table_iter_init (&iter, core->peers);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    {
+      RelayPeer *peer = key;
+      guint64 in, out, queued, held_bytes = 0;
+
+      if (peer->conn == NULL)
+        continue;  /* still in the TLS handshake */
+      in = tlspyo_connection_get_bytes_in (peer->conn);
+      out = tlspyo_connection_get_bytes_out (peer->conn);
+      queued = tlspyo_connection_get_queued_bytes (peer->conn);
+      bytes_in += in;
+      bytes_out += out;
+      out_queued += queued;
+      if (peer->held != NULL)
+        {
+          GHashTableIter held_iter;
+          gpointer value;
+
+          g_hash_table_iter_init (&held_iter, peer->held);
+          while (g_hash_table_iter_next (&held_iter, NULL, &value))
+            held_bytes += g_bytes_get_size (((HeldBroadcast *) value)->object);
+        }
+      g_variant_builder_add_parsed (&conns, "{'address': <%s>, 'joined': <%b>, "
+                                    "'bytes-in': <%t>, 'bytes-out': <%t>, "
+                                    "'queued-bytes': <%t>, 'held-bytes': <%t>, "
+                                    "'coalesced': <%t>}",
+                                    peer->address, peer->state == PEER_JOINED, in, out, queued,
+                                    held_bytes, peer->n_coalesced);
+    }
+
+  g_variant_builder_init (&stats, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&stats, "{sv}", "groups", g_variant_builder_end (&groups));
+  g_variant_builder_add (&stats, "{sv}", "connections", g_variant_builder_end (&conns));
+  g_variant_builder_add (&stats, "{sv}", "n-connections",
+                         g_variant_new_uint32 ((guint32) g_atomic_int_get (&core->n_joined)));
+  g_variant_builder_add (&stats, "{sv}", "bytes-in", g_variant_new_uint64 (bytes_in));
+  g_variant_builder_add (&stats, "{sv}", "bytes-out", g_variant_new_uint64 (bytes_out));
+  g_variant_builder_add (&stats, "{sv}", "queued-bytes", g_variant_new_uint64 (out_queued));
+  g_variant_builder_add (&stats, "{sv}", "queued", g_variant_new_uint64 (group_call.queued));
+  g_variant_builder_add (&stats, "{sv}", "produced-bytes",
+                         g_variant_new_uint64 (group_call.queued_bytes));
+  g_variant_builder_add (&stats, "{sv}", "in-flight", g_variant_new_uint64 (group_call.in_flight));
+  g_variant_builder_add (&stats, "{sv}", "dropped", g_variant_new_uint64 (group_call.dropped));
+  g_variant_builder_add (&stats, "{sv}", "duplicates", g_variant_new_uint64 (core->n_duplicates));
+  call->stats = g_variant_builder_end (&stats);
+  return G_SOURCE_REMOVE;
+}
+
+/**
+ * tlspyo_relay_get_stats:
+ * @self: a relay
+ *
+ * Takes a snapshot of what the relay holds and has done, for monitoring.
+ * Thread-safe: the relay's worker computes it, so it is consistent.
+ *
+ * The result is a `a{sv}` dictionary with these keys (more may be added):
+ *
+ * - `groups` (`a{sa{sv}}`): per group, a dictionary of
+ *   - `members` (`u`): endpoints joined to it,
+ *   - `queued` (`t`): produced objects waiting in its queue,
+ *   - `queued-bytes` (`t`): their size, each distinct object once,
+ *   - `in-flight` (`t`): produced objects handed to consumers whose
+ *     application has not taken them yet; they go back to the queue if
+ *     the consumer's connection ends first,
+ *   - `credit` (`t`): objects its consumers are ready for, all together,
+ *   - `dropped` (`t`): objects discarded since the relay started (see
+ *     [signal@Tlspyo.Relay::object-dropped]),
+ *   - `has-latest` (`b`): whether it holds a broadcast for newcomers;
+ * - `connections` (`aa{sv}`): per connection (joined or still
+ *   authenticating), `address` (`s`), `joined` (`b`), `bytes-in` and
+ *   `bytes-out` (`t`, on the wire, TLS included), `queued-bytes` (`t`:
+ *   bytes waiting to be written to it, which grows when the endpoint
+ *   reads slower than the relay sends, up to about
+ *   [property@Tlspyo.Relay:max-output-bytes]), `held-bytes` (`t`: the
+ *   latest broadcasts held back meanwhile, one per group) and `coalesced`
+ *   (`t`: broadcasts it never got because newer ones replaced them);
+ * - totals: `n-connections` (`u`, joined endpoints), `bytes-in`,
+ *   `bytes-out` and `queued-bytes` (`t`, over the connections), `queued`,
+ *   `produced-bytes`, `in-flight` and `dropped` (`t`, over the groups:
+ *   `produced-bytes` is the sum of their `queued-bytes`), `duplicates`
+ *   (`t`: objects endpoints sent again after a lost connection, skipped).
+ *
+ * Before [method@Tlspyo.Relay.start] and after [method@Tlspyo.Relay.stop],
+ * the dictionary has the same keys, with no group, no connection and
+ * zeros.
+ *
+ * Returns: (transfer floating): the statistics, a `a{sv}` #GVariant
+ *
+ * Since: 0.1
+ */
+GVariant *
+tlspyo_relay_get_stats (TlspyoRelay *self)
+{
+  StatsCall call = { NULL, NULL };
+
+  g_return_val_if_fail (TLSPYO_IS_RELAY (self), NULL);
+
+  g_mutex_lock (&self->mutex);
+  call.core = self->core ? relay_core_ref (self->core) : NULL;
+  g_mutex_unlock (&self->mutex);
+
+  if (call.core == NULL)
+    return g_variant_new_parsed ("{'groups': <@a{sa{sv}} {}>, 'connections': <@aa{sv} []>, "
+                                 "'n-connections': <%u>, 'bytes-in': <%t>, 'bytes-out': <%t>, "
+                                 "'queued-bytes': <%t>, 'queued': <%t>, 'produced-bytes': <%t>, "
+                                 "'in-flight': <%t>, 'dropped': <%t>, 'duplicates': <%t>}",
+                                 0u, (guint64) 0, (guint64) 0, (guint64) 0, (guint64) 0,
+                                 (guint64) 0, (guint64) 0, (guint64) 0, (guint64) 0);
+  tlspyo_worker_invoke_sync (self->worker, core_stats_cb, &call);
+  relay_core_unref (call.core);
+  return call.stats;
 }
 
 /* Private: tests and fuzzing drive the protocol over any stream. */

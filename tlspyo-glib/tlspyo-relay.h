@@ -56,4 +56,7 @@ TlspyoSecurity tlspyo_relay_get_security (TlspyoRelay *self);
 TLSPYO_AVAILABLE_IN_ALL
 guint        tlspyo_relay_get_n_connections (TlspyoRelay *self);
 
+TLSPYO_AVAILABLE_IN_ALL
+GVariant    *tlspyo_relay_get_stats    (TlspyoRelay  *self);
+
 G_END_DECLS

@@ -33,6 +33,7 @@ typedef void (*TlspyoRouterDeliverFunc) (gpointer              peer_data,
  * accept, or pushed out of a full queue by max_consumables. */
 typedef void (*TlspyoRouterDropFunc)    (const char  *group,
                                          const char  *reason,
+                                         guint64      n_objects,
                                          gpointer     user_data);
 
 TlspyoRouter     *tlspyo_router_new           (TlspyoRouterDeliverFunc  deliver,
@@ -82,6 +83,26 @@ gboolean          tlspyo_router_has_latest       (TlspyoRouter         *router,
 /* For the relay's max-queued-bytes (issue 6). */
 guint64           tlspyo_router_get_queued_bytes (TlspyoRouter         *router,
                                                   const char           *group);
+
+/* Issue 5: produced objects stay in flight until the consumer's
+ * application took them; a peer that leaves gives its untaken ones back. */
+gboolean          tlspyo_router_taken            (TlspyoRouter         *router,
+                                                  TlspyoRouterPeer     *peer,
+                                                  const char           *group,
+                                                  guint64               count);
+guint64           tlspyo_router_get_n_in_flight  (TlspyoRouter         *router,
+                                                  const char           *group);
+guint64           tlspyo_router_get_credit       (TlspyoRouter         *router,
+                                                  const char           *group);
+/* Safe from a deliver callback: it only counts and reports. */
+void              tlspyo_router_note_dropped     (TlspyoRouter         *router,
+                                                  const char           *group,
+                                                  guint64               n,
+                                                  const char           *reason);
+/* @func gets each group's name (const char *), borrowed. */
+void              tlspyo_router_foreach_group    (TlspyoRouter         *router,
+                                                  GFunc                 func,
+                                                  gpointer              user_data);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (TlspyoRouter, tlspyo_router_free)
 

@@ -43,6 +43,7 @@ struct _Group
   GQueue    ready;          /* Membership* with credit > 0, served round-robin */
 
   guint64   n_dropped;
+  guint64   n_in_flight;    /* produced objects handed out, not yet taken */
 };
 
 struct _Membership
@@ -51,6 +52,10 @@ struct _Membership
   TlspyoRouterPeer *peer;
   gint64            credit;
   gboolean          in_ready;
+  /* Produced objects handed to the peer, oldest first, until it says its
+   * application took them (tlspyo_router_taken()); they go back to the
+   * head of the queue if it leaves first. */
+  GQueue            in_flight;  /* GBytes* */
   GList             member_link;
   GList             ready_link;
 };
@@ -238,7 +243,7 @@ router_drop (TlspyoRouter *router,
 {
   group->n_dropped += n;
   if (router->drop != NULL)
-    router->drop (group->name, reason, router->user_data);
+    router->drop (group->name, reason, n, router->user_data);
 }
 
 static void
@@ -284,6 +289,14 @@ router_enforce_max_consumables (TlspyoRouter *router,
 /* Gives @object to the consumer at the head of the ring. It goes back to the
  * tail, not the head, so that the next object goes to the next consumer. */
 static void
+membership_hand_out (Membership *m,
+                     GBytes     *object)
+{
+  g_queue_push_tail (&m->in_flight, g_bytes_ref (object));
+  m->group->n_in_flight++;
+}
+
+static void
 router_serve_ready_head (TlspyoRouter *router,
                          Group        *group,
                          GBytes       *object)
@@ -295,6 +308,8 @@ router_serve_ready_head (TlspyoRouter *router,
     g_queue_push_tail_link (&group->ready, link);
   else
     m->in_ready = FALSE;
+
+  membership_hand_out (m, object);
 
   router->deliver (m->peer->peer_data, group->name, object, TLSPYO_ROUTER_CREDIT,
                    router->user_data);
@@ -315,6 +330,8 @@ router_dispatch (TlspyoRouter *router,
 static void
 peer_free (TlspyoRouterPeer *peer)
 {
+  for (guint i = 0; i < peer->n_memberships; i++)
+    g_queue_clear_full (&peer->memberships[i].in_flight, (GDestroyNotify) g_bytes_unref);
   g_free (peer->memberships);
   g_free (peer);
 }
@@ -471,6 +488,7 @@ tlspyo_router_join (TlspyoRouter       *router,
       m->peer = peer;
       m->member_link.data = m;
       m->ready_link.data = m;
+      g_queue_init (&m->in_flight);
       g_queue_push_tail_link (&m->group->members, &m->member_link);
     }
 
@@ -488,6 +506,41 @@ tlspyo_router_join (TlspyoRouter       *router,
   return peer;
 }
 
+/* Puts @m's untaken objects back at the head of its group's queue, in
+ * their order, ahead of everything queued since. They are not subject to
+ * max_consumables here: they had been accepted into the queue already,
+ * and the next produce trims the queue (oldest first) as usual. */
+static void
+router_requeue_in_flight (Membership *m)
+{
+  Group *group = m->group;
+  GBytes *object;
+
+  while ((object = g_queue_pop_tail (&m->in_flight)) != NULL)
+    {
+      QueuedRun *head = g_queue_peek_head (&group->queue);
+
+      group->n_in_flight--;
+      group->queue_length++;
+      if (head != NULL && head->object == object)
+        {
+          head->n++;
+          g_bytes_unref (object);
+        }
+      else
+        {
+          QueuedRun *run = g_new (QueuedRun, 1);
+
+          run->object = object;
+          run->n = 1;
+          g_queue_push_head (&group->queue, run);
+          group->queue_bytes += g_bytes_get_size (object);
+        }
+    }
+}
+
+/* The peer's untaken produced objects go back to the head of their
+ * queues, then to the consumers with credit. */
 void
 tlspyo_router_leave (TlspyoRouter     *router,
                      TlspyoRouterPeer *peer)
@@ -503,11 +556,47 @@ tlspyo_router_leave (TlspyoRouter     *router,
       g_queue_unlink (&group->members, &m->member_link);
       if (m->in_ready)
         g_queue_unlink (&group->ready, &m->ready_link);
-      router_maybe_forget_group (router, group);
+      router_requeue_in_flight (m);
     }
 
   g_queue_unlink (&router->peers, &peer->router_link);
+
+  /* Once the peer is gone from every ring, so none of it gets them back. */
+  for (guint i = 0; i < peer->n_memberships; i++)
+    {
+      Group *group = peer->memberships[i].group;
+
+      router_dispatch (router, group);
+      router_maybe_forget_group (router, group);
+    }
+
   peer_free (peer);
+}
+
+/* The peer's application took @count produced objects of @group, the
+ * oldest it was handed: they are no longer the relay's concern. Returns
+ * FALSE, taking nothing, when the peer has fewer in flight there (or is
+ * not a member): a peer that says so is broken. */
+gboolean
+tlspyo_router_taken (TlspyoRouter     *router,
+                     TlspyoRouterPeer *peer,
+                     const char       *group_name,
+                     guint64           count)
+{
+  Membership *m;
+
+  g_return_val_if_fail (router != NULL, FALSE);
+  g_return_val_if_fail (peer != NULL, FALSE);
+  g_return_val_if_fail (group_name != NULL, FALSE);
+
+  m = peer_find_membership (peer, group_name);
+  if (m == NULL || count > m->in_flight.length)
+    return FALSE;
+
+  m->group->n_in_flight -= count;
+  for (guint64 i = 0; i < count; i++)
+    g_bytes_unref (g_queue_pop_head (&m->in_flight));
+  return TRUE;
 }
 
 gpointer
@@ -650,6 +739,7 @@ tlspyo_router_notify (TlspyoRouter     *router,
         {
           g_autoptr(GBytes) object = group_dequeue (group);
 
+          membership_hand_out (m, object);
           router->deliver (peer->peer_data, group->name, object, TLSPYO_ROUTER_ALL,
                            router->user_data);
         }
@@ -743,4 +833,76 @@ tlspyo_router_get_queued_bytes (TlspyoRouter *router,
   group = router_lookup (router, group_name);
 
   return group != NULL ? group->queue_bytes : 0;
+}
+
+/* Counts and reports objects its caller had to drop for @group (the relay
+ * coalescing broadcasts for a slow endpoint), with the router's own. */
+void
+tlspyo_router_note_dropped (TlspyoRouter *router,
+                            const char   *group_name,
+                            guint64       n,
+                            const char   *reason)
+{
+  g_return_if_fail (router != NULL);
+  g_return_if_fail (group_name != NULL);
+  g_return_if_fail (reason != NULL);
+
+  if (n == 0)
+    return;
+  router_drop (router, router_ensure_group (router, group_name), n, reason);
+}
+
+/* Produced objects handed to consumers of @group and not taken yet. */
+guint64
+tlspyo_router_get_n_in_flight (TlspyoRouter *router,
+                               const char   *group_name)
+{
+  Group *group;
+
+  g_return_val_if_fail (router != NULL, 0);
+  g_return_val_if_fail (group_name != NULL, 0);
+
+  group = router_lookup (router, group_name);
+
+  return group != NULL ? group->n_in_flight : 0;
+}
+
+/* The credit of @group's members, added up (saturating). */
+guint64
+tlspyo_router_get_credit (TlspyoRouter *router,
+                          const char   *group_name)
+{
+  Group *group;
+  guint64 total = 0;
+
+  g_return_val_if_fail (router != NULL, 0);
+  g_return_val_if_fail (group_name != NULL, 0);
+
+  group = router_lookup (router, group_name);
+  if (group == NULL)
+    return 0;
+  for (GList *l = group->ready.head; l != NULL; l = l->next)
+    {
+      Membership *m = l->data;
+
+      total = (guint64) m->credit > G_MAXUINT64 - total ? G_MAXUINT64 : total + (guint64) m->credit;
+    }
+  return total;
+}
+
+/* Calls @func for each group the router knows, in no particular order. */
+void
+tlspyo_router_foreach_group (TlspyoRouter *router,
+                             GFunc         func,
+                             gpointer      user_data)
+{
+  GHashTableIter iter;
+  gpointer key;
+
+  g_return_if_fail (router != NULL);
+  g_return_if_fail (func != NULL);
+
+  g_hash_table_iter_init (&iter, router->groups);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    func (key, user_data);
 }
