@@ -516,6 +516,159 @@ test_unknown_user_salt (void)
   tlspyo_test_fixture_teardown (&f);
 }
 
+/* Mutual TLS: the relay requires a client certificate from its folder,
+ * and the endpoint must then be the user the certificate belongs to. */
+
+typedef struct {
+  guint        count;
+  TlspyoError  code;
+  char        *reason;
+} RelayRefusals;
+
+static void
+relay_refused_cb (TlspyoRelay   *relay,
+                  const char    *address,
+                  TlspyoError    code,
+                  const char    *reason,
+                  RelayRefusals *r)
+{
+  r->count++;
+  r->code = code;
+  g_free (r->reason);
+  r->reason = g_strdup (reason);
+}
+
+static gboolean
+relay_refusals_seen (gpointer data)
+{
+  return ((RelayRefusals *) data)->count > 0;
+}
+
+static TlspyoEndpoint *
+certificate_endpoint (TlspyoTestFixture *f,
+                      const char        *user,
+                      const char        *password,
+                      const char        *certificate_dir)
+{
+  TlspyoEndpoint *ep = tlspyo_test_endpoint_new (f, "g");
+  g_autoptr(GError) error = NULL;
+
+  g_object_set (ep, "user", user, "password", password, NULL);
+  if (certificate_dir != NULL)
+    {
+      g_autofree char *cert = g_build_filename (certificate_dir, "certificate.pem", NULL);
+      g_autofree char *key = g_build_filename (certificate_dir, "key.pem", NULL);
+      g_autoptr(GTlsCertificate) certificate = g_tls_certificate_new_from_files (cert, key,
+                                                                                &error);
+
+      g_assert_no_error (error);
+      g_object_set (ep, "client-certificate", certificate, NULL);
+    }
+  return ep;
+}
+
+/* The relay refuses at the TLS handshake: with TLS 1.3 the endpoint only
+ * sees the connection closed, so the relay's own report is checked. */
+static void
+expect_tls_refusal (TlspyoTestFixture *f,
+                    RelayRefusals     *r,
+                    TlspyoEndpoint    *ep)
+{
+  g_autoptr(GError) error = NULL;
+
+  r->count = 0;
+  g_assert_true (tlspyo_endpoint_start (ep, &error));
+  if (!tlspyo_test_wait_until (relay_refusals_seen, r))
+    g_error ("The relay refused nothing within %d ms", TLSPYO_TEST_TIMEOUT_MS);
+  g_assert_cmpint (r->code, ==, TLSPYO_ERROR_CREDENTIALS);
+  g_assert_nonnull (strstr (r->reason, "client certificate"));
+  g_assert_false (tlspyo_endpoint_get_connected (ep));
+  tlspyo_endpoint_stop (ep);
+}
+
+static void
+test_client_certificates (void)
+{
+  TlspyoTestFixture f = { 0 };
+  g_autofree char *alice_dir = tlspyo_test_make_credentials ();
+  g_autofree char *mallory_dir = tlspyo_test_make_credentials ();
+  g_autofree char *certs_dir = g_dir_make_tmp ("tlspyo-clients-XXXXXX", NULL);
+  g_autofree char *alice_cert = g_build_filename (alice_dir, "certificate.pem", NULL);
+  g_autofree char *pinned = g_build_filename (certs_dir, "alice.pem", NULL);
+  g_autofree char *contents = NULL;
+  RelayRefusals r = { 0 };
+  TlspyoEndpoint *alice;
+  gsize length;
+
+  tlspyo_test_log_tolerate (REFUSAL_WARNINGS);
+  g_assert_true (g_file_get_contents (alice_cert, &contents, &length, NULL));
+  g_assert_true (g_file_set_contents (pinned, contents, length, NULL));
+
+  tlspyo_test_fixture_setup (&f, TLSPYO_SECURITY_TLS);
+  add_user (f.relay, "alice", WORKER_PASSWORD);
+  add_user (f.relay, "bob", TRAINER_PASSWORD);
+  tlspyo_relay_grant (f.relay, "alice", "g", TLSPYO_RIGHTS_ALL);
+  tlspyo_relay_grant (f.relay, "bob", "g", TLSPYO_RIGHTS_ALL);
+  g_object_set (f.relay, "client-certificates-dir", certs_dir, NULL);
+  g_signal_connect (f.relay, "endpoint-refused", G_CALLBACK (relay_refused_cb), &r);
+  tlspyo_test_fixture_start (&f);
+
+  /* Alice's certificate, as alice: in. */
+  alice = certificate_endpoint (&f, "alice", WORKER_PASSWORD, alice_dir);
+  {
+    g_autoptr(GError) error = NULL;
+
+    g_assert_true (tlspyo_endpoint_start (alice, &error));
+    g_assert_true (tlspyo_endpoint_wait_connected (alice, TLSPYO_TEST_TIMEOUT_MS, &error));
+    g_assert_no_error (error);
+    send_string (alice, "with a certificate", "g", TRUE);
+    tlspyo_test_expect_string (alice, "with a certificate");
+  }
+
+  /* Alice's certificate, as bob or with the shared password: refused, with
+   * a reason naming the certificate's user. */
+  expect_refused (certificate_endpoint (&f, "bob", TRAINER_PASSWORD, alice_dir),
+                  TLSPYO_ERROR_PERMISSION_DENIED, "user 'alice'");
+  expect_refused (certificate_endpoint (&f, NULL, TLSPYO_TEST_PASSWORD, alice_dir),
+                  TLSPYO_ERROR_PERMISSION_DENIED, "user 'alice'");
+
+  /* A certificate not in the folder, or none: refused at the TLS handshake,
+   * whatever the password. */
+  expect_tls_refusal (&f, &r, certificate_endpoint (&f, "alice", WORKER_PASSWORD, mallory_dir));
+  expect_tls_refusal (&f, &r, certificate_endpoint (&f, "alice", WORKER_PASSWORD, NULL));
+
+  g_assert_true (tlspyo_endpoint_get_connected (alice));
+  tlspyo_test_fixture_teardown (&f);
+  g_free (r.reason);
+
+  /* Setup errors, found by start(). */
+  {
+    g_autofree char *empty_dir = g_dir_make_tmp ("tlspyo-clients-XXXXXX", NULL);
+    g_autoptr(TlspyoRelay) relay = NULL;
+    g_autoptr(GError) error = NULL;
+
+    relay = g_object_new (TLSPYO_TYPE_RELAY, "port", 0, "address", "127.0.0.1",
+                          "password", "pw", "security", TLSPYO_SECURITY_NONE,
+                          "client-certificates-dir", certs_dir, NULL);
+    g_assert_false (tlspyo_relay_start (relay, &error));
+    g_assert_error (error, TLSPYO_ERROR, TLSPYO_ERROR_INVALID_ARGUMENT);
+    g_clear_error (&error);
+    g_clear_object (&relay);
+
+    relay = g_object_new (TLSPYO_TYPE_RELAY, "port", 0, "address", "127.0.0.1",
+                          "password", "pw", "credentials-dir", alice_dir,
+                          "client-certificates-dir", empty_dir, NULL);
+    g_assert_false (tlspyo_relay_start (relay, &error));
+    g_assert_error (error, TLSPYO_ERROR, TLSPYO_ERROR_CREDENTIALS);
+    g_assert_nonnull (strstr (error->message, "USER.pem"));
+    tlspyo_test_remove_dir (empty_dir);
+  }
+
+  tlspyo_test_remove_dir (alice_dir);
+  tlspyo_test_remove_dir (mallory_dir);
+  tlspyo_test_remove_dir (certs_dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -529,5 +682,6 @@ main (int argc, char **argv)
   g_test_add_func ("/permissions/authentication", test_authentication);
   g_test_add_func ("/permissions/endpoint-user-name", test_endpoint_user_name);
   g_test_add_func ("/permissions/unknown-user-salt", test_unknown_user_salt);
+  g_test_add_func ("/permissions/client-certificates", test_client_certificates);
   return g_test_run ();
 }

@@ -106,6 +106,7 @@ struct _TlspyoEndpoint {
   GTlsCertificate  *certificate;
   char             *server_identity;
   char             *user;  /* issue 6: NULL for the shared password */
+  GTlsCertificate  *client_certificate;  /* issue 6: mutual TLS, or NULL */
   double            reconnect_initial_delay;
   double            reconnect_max_delay;
   double            reconnect_factor;
@@ -155,6 +156,7 @@ enum {
   PROP_CERTIFICATE,
   PROP_SERVER_IDENTITY,
   PROP_USER,
+  PROP_CLIENT_CERTIFICATE,
   PROP_RECONNECT_INITIAL_DELAY,
   PROP_RECONNECT_MAX_DELAY,
   PROP_RECONNECT_FACTOR,
@@ -487,6 +489,7 @@ struct _EndpointCore {
   GTlsCertificate  *pinned;
   char             *server_identity;
   char             *user;  /* issue 6: NULL for the shared password */
+  GTlsCertificate  *client_certificate;  /* issue 6: mutual TLS, or NULL */
   double            initial_delay;
   double            max_delay;
   double            factor;
@@ -533,6 +536,7 @@ core_unref (EndpointCore *core)
   g_clear_object (&core->pinned);
   g_free (core->server_identity);
   g_free (core->user);
+  g_clear_object (&core->client_certificate);
   g_clear_object (&core->client);
   g_clear_object (&core->socket);
   g_clear_object (&core->cancellable);
@@ -1383,6 +1387,8 @@ connect_cb (GObject      *source,
           core_attempt_failed (core, tls_error);
           goto out;
         }
+      if (core->client_certificate != NULL)  /* issue 6: mutual TLS */
+        g_tls_connection_set_certificate (G_TLS_CONNECTION (tls), core->client_certificate);
       tlspyo_worker_hold ();
       g_tls_connection_handshake_async (G_TLS_CONNECTION (tls), G_PRIORITY_DEFAULT,
                                         core->cancellable, client_handshake_cb, core_ref (core));
@@ -1545,6 +1551,7 @@ tlspyo_endpoint_finalize (GObject *object)
   g_free (self->credentials_dir);
   g_free (self->server_identity);
   g_free (self->user);
+  g_clear_object (&self->client_certificate);
   g_clear_error (&self->refusal);
   g_free (self->last_failure);
   g_queue_clear_full (&self->outgoing, out_item_free);
@@ -1599,6 +1606,9 @@ tlspyo_endpoint_get_property (GObject    *object,
       break;
     case PROP_USER:
       g_value_set_string (value, self->user);
+      break;
+    case PROP_CLIENT_CERTIFICATE:
+      g_value_set_object (value, self->client_certificate);
       break;
     case PROP_RECONNECT_INITIAL_DELAY:
       g_value_set_double (value, self->reconnect_initial_delay);
@@ -1715,6 +1725,9 @@ tlspyo_endpoint_set_property (GObject      *object,
       changed = set_string (&self->user, value);
       if (self->user != NULL && *self->user == '\0')
         g_clear_pointer (&self->user, g_free);
+      break;
+    case PROP_CLIENT_CERTIFICATE:
+      changed = g_set_object (&self->client_certificate, g_value_get_object (value));
       break;
     case PROP_RECONNECT_INITIAL_DELAY:
       changed = set_double (&self->reconnect_initial_delay, value);
@@ -1866,6 +1879,21 @@ tlspyo_endpoint_class_init (TlspyoEndpointClass *klass)
    */
   properties[PROP_USER] =
     g_param_spec_string ("user", NULL, NULL, NULL, rw);
+
+  /**
+   * TlspyoEndpoint:client-certificate:
+   *
+   * This endpoint's own certificate, with its private key, for a relay
+   * that requires mutual TLS ([property@Tlspyo.Relay:client-certificates-dir]):
+   * load it with g_tls_certificate_new_from_files() from a folder made by
+   * [func@Tlspyo.credentials_generate]. The relay maps it to a user, which
+   * [property@Tlspyo.Endpoint:user] must name. %NULL (the default): no
+   * certificate is shown. Read by [method@Tlspyo.Endpoint.start].
+   *
+   * Since: 0.1
+   */
+  properties[PROP_CLIENT_CERTIFICATE] =
+    g_param_spec_object ("client-certificate", NULL, NULL, G_TYPE_TLS_CERTIFICATE, rw);
 
   /**
    * TlspyoEndpoint:reconnect-initial-delay:
@@ -2113,6 +2141,23 @@ tlspyo_endpoint_start (TlspyoEndpoint  *self,
       g_mutex_unlock (&self->mutex);
       return FALSE;
     }
+  if (self->client_certificate != NULL)
+    {
+      g_autofree char *key_pem = NULL;
+      g_autoptr(GByteArray) key_der = NULL;
+
+      g_object_get (self->client_certificate, "private-key-pem", &key_pem,
+                    "private-key", &key_der, NULL);
+      if ((key_pem == NULL && key_der == NULL) || self->security != TLSPYO_SECURITY_TLS)
+        {
+          g_mutex_unlock (&self->mutex);
+          g_set_error_literal (error, TLSPYO_ERROR, TLSPYO_ERROR_CREDENTIALS,
+                               "The endpoint's client-certificate needs its private key and "
+                               "TLS: load it with g_tls_certificate_new_from_files "
+                               "(certificate, key), and keep security at TLS");
+          return FALSE;
+        }
+    }
   if (self->security == TLSPYO_SECURITY_TLS)
     {
       if (self->certificate != NULL)
@@ -2136,6 +2181,7 @@ tlspyo_endpoint_start (TlspyoEndpoint  *self,
   core->pinned = g_steal_pointer (&pinned);
   core->server_identity = g_strdup (self->server_identity);
   core->user = g_strdup (self->user);
+  g_set_object (&core->client_certificate, self->client_certificate);
   core->initial_delay = self->reconnect_initial_delay;
   core->max_delay = self->reconnect_max_delay;
   core->factor = self->reconnect_factor;

@@ -192,6 +192,7 @@ struct _TlspyoRelay {
   gboolean          no_listen;  /* tlspyo_relay_set_listening() */
   RelayLimits       limits;
   GHashTable       *users;  /* name -> RelayUser */
+  char             *client_certificates_dir;
 
   TlspyoWorker     *worker;
   RelayCore        *core;
@@ -218,6 +219,7 @@ enum {
   PROP_AUTH_FAILURE_DELAY,
   PROP_MAX_GROUPS_PER_ENDPOINT,
   PROP_MAX_QUEUED_BYTES,
+  PROP_CLIENT_CERTIFICATES_DIR,
   PROP_MAX_OUTPUT_BYTES,  /* issue 5 */
   N_PROPS
 };
@@ -279,6 +281,7 @@ typedef struct {
   /* Users */
   RelayUser         *user;  /* NULL: the shared password, every right */
   char              *user_name;  /* as the endpoint gave it, known or not */
+  char              *certificate_user;  /* whose client certificate it showed */
   guint8             key[TLSPYO_AUTH_KEY_SIZE];  /* the password's, for this handshake */
 } RelayPeer;
 
@@ -323,6 +326,8 @@ struct _RelayCore {
   gboolean         has_password;
   GHashTable      *users;  /* name -> RelayUser, the worker's copies */
   guint8           unknown_user_secret[32];  /* salts for names no user has */
+  GPtrArray       *client_certificates;      /* of GTlsCertificate, or NULL */
+  GPtrArray       *client_certificate_users; /* their users' names */
 
   /* start() arguments and results */
   char            *address;
@@ -423,6 +428,8 @@ relay_core_unref (RelayCore *core)
   g_hash_table_unref (core->peers);
   g_hash_table_unref (core->addresses);
   g_hash_table_unref (core->users);
+  g_clear_pointer (&core->client_certificates, g_ptr_array_unref);
+  g_clear_pointer (&core->client_certificate_users, g_ptr_array_unref);
   tlspyo_auth_wipe (core->unknown_user_secret, sizeof core->unknown_user_secret);
   g_hash_table_unref (core->deliver_meta);
   g_hash_table_unref (core->sessions);
@@ -953,6 +960,7 @@ peer_free (RelayPeer *peer)
     core_address_forget (peer->core, peer->address_key);
   g_clear_pointer (&peer->user, relay_user_unref);
   g_free (peer->user_name);
+  g_free (peer->certificate_user);
   tlspyo_auth_wipe (peer->key, sizeof peer->key);
   g_free (peer->over_limit);
   g_free (peer->address_key);
@@ -1076,6 +1084,17 @@ handle_hello (RelayPeer         *peer,
     }
   else
     g_variant_get (frame->meta, "(u@ay)", &version, &nonce);
+  /* Mutual TLS: the certificate says who the endpoint must authenticate as. */
+  if (peer->certificate_user != NULL && g_strcmp0 (peer->user_name, peer->certificate_user) != 0)
+    {
+      g_autofree char *reason =
+        g_strdup_printf ("this endpoint's client certificate belongs to user '%s': set "
+                         "the endpoint's user to '%s', with that user's password",
+                         peer->certificate_user, peer->certificate_user);
+
+      core_log_limit (peer->core, "Refused %s: %s", peer->address, reason);
+      return peer_refuse (peer, TLSPYO_ERROR_PERMISSION_DENIED, reason);
+    }
   if (version != TLSPYO_PROTOCOL_VERSION)
     return peer_protocol_error (peer, "Endpoint %s speaks protocol version %u, this relay speaks %u",
                                 peer->address, version, TLSPYO_PROTOCOL_VERSION);
@@ -1624,7 +1643,31 @@ server_handshake_cb (GObject      *source,
   if (g_hash_table_contains (core->peers, peer) && peer->stream == G_IO_STREAM (source))
     {
       if (ok)
-        peer_start_protocol (peer, peer->stream);
+        {
+          if (core->client_certificates != NULL)
+            {
+              /* Accepted, so it is one of them. */
+              GTlsCertificate *shown =
+                g_tls_connection_get_peer_certificate (G_TLS_CONNECTION (source));
+              gint i = tlspyo_tls_find_certificate (core->client_certificates, shown);
+
+              g_assert (i >= 0);
+              peer->certificate_user = g_strdup (g_ptr_array_index (core->client_certificate_users, i));
+            }
+          peer_start_protocol (peer, peer->stream);
+        }
+      else if (core->client_certificates != NULL &&
+               (g_error_matches (error, G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE) ||
+                g_error_matches (error, G_TLS_ERROR, G_TLS_ERROR_CERTIFICATE_REQUIRED)))
+        {
+          g_autoptr(GError) refusal =
+            g_error_new (TLSPYO_ERROR, TLSPYO_ERROR_CREDENTIALS,
+                         "%s: the endpoint showed no client certificate, or one that is not in "
+                         "the relay's client-certificates-dir (%s)", peer->address, error->message);
+
+          core_log_limit (core, "Refused %s", refusal->message);
+          peer_close (peer, refusal);
+        }
       else
         {
           g_autofree char *msg = tlspyo_tls_describe_error (error, FALSE);
@@ -1668,6 +1711,8 @@ peer_start_tls (RelayPeer *peer)
       peer_close (peer, error);
       return;
     }
+  if (core->client_certificates != NULL)
+    tlspyo_tls_server_require_client (peer->stream, core->client_certificates);
   hd = g_new (HandshakeData, 1);
   hd->core = relay_core_ref (core);
   hd->peer = peer;
@@ -2011,6 +2056,7 @@ tlspyo_relay_finalize (GObject *object)
   g_free (self->credentials_dir);
   g_clear_pointer (&self->secret, tlspyo_auth_secret_free);
   g_hash_table_unref (self->users);
+  g_free (self->client_certificates_dir);
   g_array_unref (self->rules);
   g_mutex_clear (&self->mutex);
 
@@ -2079,6 +2125,9 @@ tlspyo_relay_get_property (GObject    *object,
       break;
     case PROP_MAX_QUEUED_BYTES:
       g_value_set_uint64 (value, self->limits.max_queued_bytes);
+      break;
+    case PROP_CLIENT_CERTIFICATES_DIR:
+      g_value_set_string (value, self->client_certificates_dir);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -2171,6 +2220,11 @@ tlspyo_relay_set_property (GObject      *object,
     case PROP_MAX_QUEUED_BYTES:
       changed = self->limits.max_queued_bytes != g_value_get_uint64 (value);
       self->limits.max_queued_bytes = g_value_get_uint64 (value);
+      break;
+    case PROP_CLIENT_CERTIFICATES_DIR:
+      changed = g_strcmp0 (self->client_certificates_dir, g_value_get_string (value)) != 0;
+      g_free (self->client_certificates_dir);
+      self->client_certificates_dir = g_value_dup_string (value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -2430,6 +2484,24 @@ tlspyo_relay_class_init (TlspyoRelayClass *klass)
    */
   properties[PROP_MAX_QUEUED_BYTES] =
     g_param_spec_uint64 ("max-queued-bytes", NULL, NULL, 0, G_MAXUINT64, DEFAULT_MAX_QUEUED_BYTES,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * TlspyoRelay:client-certificates-dir:
+   *
+   * A folder of endpoint certificates, one `USER.pem` file each (an
+   * endpoint's `certificate.pem`, as [func@Tlspyo.credentials_generate]
+   * makes it, renamed after its user). When set, the relay requires mutual
+   * TLS: an endpoint must show one of these certificates in the TLS
+   * handshake, and then authenticate as the user it belongs to (its
+   * [property@Tlspyo.Endpoint:user] and that user's password). Needs TLS.
+   * %NULL (the default): endpoints show no certificate. Read by
+   * [method@Tlspyo.Relay.start].
+   *
+   * Since: 0.1
+   */
+  properties[PROP_CLIENT_CERTIFICATES_DIR] =
+    g_param_spec_string ("client-certificates-dir", NULL, NULL, NULL,
                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
@@ -2867,6 +2939,27 @@ tlspyo_relay_start (TlspyoRelay  *self,
         g_hash_table_insert (core->users, copy->name, copy);
       }
   }
+  if (self->client_certificates_dir != NULL)
+    {
+      if (core->certificate == NULL)
+        {
+          g_mutex_unlock (&self->mutex);
+          relay_core_unref (core);
+          g_set_error_literal (error, TLSPYO_ERROR, TLSPYO_ERROR_INVALID_ARGUMENT,
+                               "Client certificates need TLS: set the relay's security to "
+                               "TLS, or unset client-certificates-dir");
+          return FALSE;
+        }
+      core->client_certificates =
+        tlspyo_tls_load_client_certificates (self->client_certificates_dir,
+                                             &core->client_certificate_users, error);
+      if (core->client_certificates == NULL)
+        {
+          g_mutex_unlock (&self->mutex);
+          relay_core_unref (core);
+          return FALSE;
+        }
+    }
   tlspyo_auth_random (core->unknown_user_secret, sizeof core->unknown_user_secret);
   tlspyo_auth_random (core->salt, sizeof core->salt);
   if (self->secret != NULL &&

@@ -20,6 +20,16 @@ GIOStream *tlspyo_tls_client_new    (GIOStream        *base,
                                      guint16           port,
                                      GError          **error);
 void       tlspyo_tls_set_nodelay   (GSocketConnection *connection);
+
+/* Mutual TLS (issue 6): the relay requires a client certificate from a
+ * pinned set, each file NAME.pem of a folder mapping to the user NAME. */
+GPtrArray *tlspyo_tls_load_client_certificates (const char   *dir,
+                                                GPtrArray   **names,
+                                                GError      **error);
+void       tlspyo_tls_server_require_client    (GIOStream    *tls,
+                                                GPtrArray    *pinned);
+gint       tlspyo_tls_find_certificate         (GPtrArray       *pinned,
+                                                GTlsCertificate *certificate);
 char      *tlspyo_tls_describe_error (const GError    *error,
                                       gboolean         is_client);
 

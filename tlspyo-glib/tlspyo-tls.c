@@ -4,8 +4,11 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
+#include <string.h>
+
 #include "tlspyo-tls-private.h"
 #include "tlspyo-error.h"
+#include "tlspyo-frame-private.h"
 
 gboolean
 tlspyo_tls_check_backend (GError **error)
@@ -105,4 +108,111 @@ tlspyo_tls_describe_error (const GError *error,
     return g_strdup_printf ("TLS handshake failed (%s): is the %s using TLS too?",
                             error->message, is_client ? "relay" : "endpoint");
   return g_strdup_printf ("TLS handshake failed: %s", error->message);
+}
+
+/* Mutual TLS */
+
+static gint
+compare_names (gconstpointer a,
+               gconstpointer b)
+{
+  return strcmp (*(const char * const *) a, *(const char * const *) b);
+}
+
+GPtrArray *
+tlspyo_tls_load_client_certificates (const char  *dir,
+                                     GPtrArray  **names,
+                                     GError     **error)
+{
+  g_autoptr(GPtrArray) certificates = g_ptr_array_new_with_free_func (g_object_unref);
+  g_autoptr(GPtrArray) users = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GPtrArray) files = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GError) local_error = NULL;
+  g_autoptr(GDir) folder = NULL;
+  const char *name;
+
+  folder = g_dir_open (dir, 0, &local_error);
+  if (folder == NULL)
+    {
+      g_set_error (error, TLSPYO_ERROR, TLSPYO_ERROR_CREDENTIALS,
+                   "Could not read the client certificates folder: %s: check the relay's "
+                   "client-certificates-dir", local_error->message);
+      return NULL;
+    }
+  while ((name = g_dir_read_name (folder)) != NULL)
+    if (g_str_has_suffix (name, ".pem") && strlen (name) > 4)
+      g_ptr_array_add (files, g_strdup (name));
+  /* In name order, so that errors are reproducible. */
+  g_ptr_array_sort (files, compare_names);
+
+  for (guint i = 0; i < files->len; i++)
+    {
+      const char *file = g_ptr_array_index (files, i);
+      g_autofree char *path = g_build_filename (dir, file, NULL);
+      g_autofree char *user = g_strndup (file, strlen (file) - 4);
+      GTlsCertificate *certificate;
+
+      if (!tlspyo_group_name_check (user, NULL))
+        {
+          g_set_error (error, TLSPYO_ERROR, TLSPYO_ERROR_CREDENTIALS,
+                       "%s: the file's name must be a user name (1 to 255 bytes of UTF-8, "
+                       "without control characters) followed by .pem", path);
+          return NULL;
+        }
+      certificate = g_tls_certificate_new_from_file (path, &local_error);
+      if (certificate == NULL)
+        {
+          g_set_error (error, TLSPYO_ERROR, TLSPYO_ERROR_CREDENTIALS,
+                       "Could not load the client certificate %s: %s: put one endpoint's "
+                       "certificate.pem there, as USER.pem", path, local_error->message);
+          return NULL;
+        }
+      g_ptr_array_add (certificates, certificate);
+      g_ptr_array_add (users, g_steal_pointer (&user));
+    }
+  if (certificates->len == 0)
+    {
+      g_set_error (error, TLSPYO_ERROR, TLSPYO_ERROR_CREDENTIALS,
+                   "The client certificates folder %s has no USER.pem file: copy each "
+                   "endpoint's certificate.pem there, named after its user", dir);
+      return NULL;
+    }
+  *names = g_steal_pointer (&users);
+  return g_steal_pointer (&certificates);
+}
+
+gint
+tlspyo_tls_find_certificate (GPtrArray       *pinned,
+                             GTlsCertificate *certificate)
+{
+  if (certificate == NULL)
+    return -1;
+  for (guint i = 0; i < pinned->len; i++)
+    if (g_tls_certificate_is_same (certificate, g_ptr_array_index (pinned, i)))
+      return (gint) i;
+  return -1;
+}
+
+static gboolean
+accept_client_cb (GTlsConnection       *conn,
+                  GTlsCertificate      *peer,
+                  GTlsCertificateFlags  errors,
+                  gpointer              user_data)
+{
+  /* Without a database GIO always reports UNKNOWN_CA; any other problem
+   * (an expired certificate) still refuses the endpoint. */
+  if ((errors & ~G_TLS_CERTIFICATE_UNKNOWN_CA) != 0)
+    return FALSE;
+  return tlspyo_tls_find_certificate (user_data, peer) >= 0;
+}
+
+void
+tlspyo_tls_server_require_client (GIOStream *tls,
+                                  GPtrArray *pinned)
+{
+  g_object_set (tls, "authentication-mode", G_TLS_AUTHENTICATION_REQUIRED, NULL);
+  g_signal_connect_data (tls, "accept-certificate", G_CALLBACK (accept_client_cb),
+                         g_ptr_array_ref (pinned),
+                         (GClosureNotify) (void (*) (void)) g_ptr_array_unref,
+                         G_CONNECT_DEFAULT);
 }

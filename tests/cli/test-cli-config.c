@@ -92,6 +92,33 @@ test_partial (void)
   g_assert_cmpint (config->security, ==, TLSPYO_SECURITY_TLS);
 }
 
+/* Seconds as the user writes them: whole, fractional, or 0 for off. */
+static void
+test_stats_interval (void)
+{
+  static const struct {
+    const char *text;
+    double      seconds;
+  } cases[] = {
+    { "{\"stats_interval\": 60}", 60.0 },
+    { "{\"stats_interval\": 0.25}", 0.25 },
+    { "{\"stats_interval\": 0.1}", 0.1 },
+    { "{\"stats_interval\": 86400}", 86400.0 },
+    { "{\"stats_interval\": 0}", 0.0 },
+    { "{\"stats_interval\": 0.0}", 0.0 },
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(TlspyoConfig) config = parse (cases[i].text, &error);
+
+      g_assert_no_error (error);
+      g_assert_cmpuint (config->fields, ==, TLSPYO_CONFIG_STATS_INTERVAL);
+      g_assert_cmpfloat (config->stats_interval, ==, cases[i].seconds);
+    }
+}
+
 /* The documented example must stay valid. */
 static void
 test_example_file (void)
@@ -110,8 +137,10 @@ test_example_file (void)
   g_assert_cmpuint (config->fields, ==, TLSPYO_CONFIG_ADDRESS | TLSPYO_CONFIG_PORT |
                     TLSPYO_CONFIG_SECURITY | TLSPYO_CONFIG_CREDENTIALS_DIR |
                     TLSPYO_CONFIG_MAX_OBJECT_SIZE | TLSPYO_CONFIG_HANDSHAKE_TIMEOUT |
-                    TLSPYO_CONFIG_GROUPS | TLSPYO_CONFIG_LIMITS | TLSPYO_CONFIG_USERS);
+                    TLSPYO_CONFIG_GROUPS | TLSPYO_CONFIG_LIMITS | TLSPYO_CONFIG_USERS |
+                    TLSPYO_CONFIG_STATS_INTERVAL);
   g_assert_cmpuint (config->groups->len, >, 0);
+  g_assert_cmpfloat (config->stats_interval, ==, 60.0);
   /* Every limit, with the library's defaults. */
   g_assert_cmpuint (config->limits.fields, ==, 0x7f);
   g_assert_cmpuint (config->limits.max_connections, ==, 1024);
@@ -176,6 +205,18 @@ test_limits_and_users (void)
   g_assert_cmpstr (grant->group, ==, "quiet");
   g_assert_cmpuint (grant->rights, ==, TLSPYO_RIGHTS_NONE);
 
+  /* Mutual TLS: a folder, as credentials_dir. */
+  g_clear_pointer (&config, tlspyo_config_free);
+  config = parse ("{\"client_certificates_dir\": \"clients\"}", &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (config->fields, ==, TLSPYO_CONFIG_CLIENT_CERTIFICATES_DIR);
+  g_assert_cmpstr (config->client_certificates_dir, ==, "clients");
+  g_clear_pointer (&config, tlspyo_config_free);
+  config = parse ("{\"client_certificates_dir\": \"\"}", &error);
+  g_assert_null (config);
+  assert_contains (error->message, "client_certificates_dir");
+  g_clear_error (&error);
+
   /* Partial limits: only what is given. */
   g_clear_pointer (&config, tlspyo_config_free);
   config = parse ("{\"limits\": {\"max_auth_failures\": 0}}", &error);
@@ -233,6 +274,11 @@ test_refusals (void)
     { "{\"limits\": {\"auth_block_time\": 0}}", { "key “limits.auth_block_time”", "from 1 to 604800" } },
     { "{\"limits\": {\"auth_failure_delay\": 5001}}", { "key “limits.auth_failure_delay”", "milliseconds" } },
     { "{\"limits\": {\"max_queued_bytes\": \"1G\"}}", { "key “limits.max_queued_bytes”", "found a string" } },
+    /* stats_interval */
+    { "{\"stats_interval\": \"60\"}", { "key “stats_interval”", "a number of seconds", "found a string" } },
+    { "{\"stats_interval\": 0.05}", { "key “stats_interval”", "0 (off), or from 0.1 to 86400", "found 0.05" } },
+    { "{\"stats_interval\": -1}", { "key “stats_interval”", "found -1" } },
+    { "{\"stats_interval\": 86401}", { "key “stats_interval”", "found 86401" } },
     /* users */
     { "{\"users\": [\"a\"]}", { "key “users”", "password_hash" } },
     { "{\"users\": {\"a\": {}}}", { "key “users.a”", "needs a \"password_hash\"", "hash-password" } },
@@ -327,6 +373,7 @@ main (int    argc,
   g_test_add_func ("/cli/config/empty-object", test_empty_object);
   g_test_add_func ("/cli/config/partial", test_partial);
   g_test_add_func ("/cli/config/example-file", test_example_file);
+  g_test_add_func ("/cli/config/stats-interval", test_stats_interval);
   g_test_add_func ("/cli/config/limits-and-users", test_limits_and_users);
   g_test_add_func ("/cli/config/refusals", test_refusals);
   g_test_add_func ("/cli/config/mutations", test_mutations);

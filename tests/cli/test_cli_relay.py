@@ -5,6 +5,7 @@ graceful stops, group rules, and the password kept out of every output."""
 import json
 import os
 import signal
+import time
 
 import pytest
 
@@ -96,6 +97,9 @@ def test_config_values_are_used(cli, tmp_path, password, credentials):
     ('{"port": 3000,}', ["line 1, column 15"]),
     ('{"port": 1, "port": 2}', ["appears twice"]),
     ('[]', ["found an array"]),
+    ('{"stats_interval": 0.05}', ["“stats_interval”", "0.1 to 86400", "found 0.05"]),
+    ('{"stats_interval": -1}', ["“stats_interval”", "found -1"]),
+    ('{"stats_interval": "60"}', ["“stats_interval”", "found a string"]),
 ])
 def test_bad_config_names_the_key(cli, tmp_path, password, text, expected):
     config = write_config(tmp_path, text)
@@ -313,3 +317,89 @@ def test_config_limits(cli, tmp_path, password, credentials):
         code, _, err = relay.stop()
     assert code == 0, err
     assert "max-connections-per-address" in err
+
+
+def stats_lines(text):
+    """The relay's stats messages, from "stats: " on."""
+    return ["stats: " + line.split(": stats: ", 1)[1] for line in text.splitlines()
+            if ": stats: " in line]
+
+
+def test_stats_and_drops_are_logged(cli, tmp_path, password):
+    """--stats-interval (fractional, and winning over the config's key) logs
+    the relay's statistics with a summary per group; an object pushed out of
+    a full queue (max_consumables 1) is logged with its group and reason, and
+    shows in the stats."""
+    config = write_config(tmp_path, {
+        "security": "none",
+        "groups": {"bounded": {"max_consumables": 1}},
+        "stats_interval": 86400,
+    })
+    relay = start_relay(cli, tmp_path, password[1], "--config", config,
+                        "--stats-interval", "0.2")
+    base = ("--port", relay.port, "--password-file", password[1], "--security", "none",
+            "--timeout", "10", "--group", "bounded")
+    try:
+        wait_until(lambda: stats_lines(relay.err_path.read_text()))
+        first = stats_lines(relay.err_path.read_text())[0]
+        assert first.startswith("stats: 0 connections, 0 queued (0 bytes), 0 in flight, "
+                                "0 dropped, "), first
+        assert "; group “bounded”: 0 members, 0 queued (0 bytes), 0 in flight, 0 credit, " \
+               "0 dropped" in first
+
+        ok = cli.run("send", *base, "--produce", '"first"')
+        assert ok.returncode == 0, ok.stderr
+        assert "Dropped" not in relay.err_path.read_text()
+        ok = cli.run("send", *base, "--produce", '"second"')
+        assert ok.returncode == 0, ok.stderr
+
+        wait_until(lambda: "Dropped 1 object for group “bounded”: queue of group 'bounded' "
+                           "is full (max_consumables 1)" in relay.err_path.read_text())
+        # The oldest went; the stats show the one left and the drop.
+        wait_until(lambda: any("1 queued" in line and "1 dropped" in line and
+                               "group “bounded”: 0 members, 1 queued" in line
+                               for line in stats_lines(relay.err_path.read_text())))
+        received = cli.run("receive", *base, "--notify", "1", "--count", "1")
+        assert received.returncode == 0, received.stderr
+        assert received.stdout == '"second"\n'
+    finally:
+        code, out, err = relay.stop()
+    assert code == 0, err
+    assert password[0] not in out + err
+
+
+def test_stats_interval_from_config(cli, tmp_path, password):
+    config = write_config(tmp_path, {"security": "none", "stats_interval": 0.2})
+    relay = start_relay(cli, tmp_path, password[1], "--config", config)
+    try:
+        wait_until(lambda: stats_lines(relay.err_path.read_text()))
+    finally:
+        code, _, err = relay.stop()
+    assert code == 0, err
+
+
+def test_no_stats_by_default(cli, tmp_path, password):
+    """--stats-interval 0 turns the stats off, overriding the config's
+    key: no line, even after several of the key's intervals."""
+    config = write_config(tmp_path, {"security": "none", "stats_interval": 0.1})
+    relay = start_relay(cli, tmp_path, password[1], "--config", config,
+                        "--stats-interval", "0")
+    try:
+        ok = cli.run("send", "--port", relay.port, "--password-file", password[1],
+                     "--security", "none", "--timeout", "10", "--group", "g", "1")
+        assert ok.returncode == 0, ok.stderr
+        time.sleep(0.5)
+    finally:
+        code, _, err = relay.stop()
+    assert code == 0, err
+    assert "Stopping on SIGTERM" in err
+    assert not stats_lines(err)
+
+
+@pytest.mark.parametrize("value", ["0.05", "-1", "abc", "1e9", "nan", ""])
+def test_bad_stats_interval(cli, password, value):
+    result = cli.run("relay", "--stats-interval", value, "--password-file", password[1],
+                     "--port", "0", "--address", "127.0.0.1")
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert "--stats-interval" in line and "0.1 to 86400" in line

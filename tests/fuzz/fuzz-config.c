@@ -33,6 +33,8 @@ apply (TlspyoConfig *config)
     g_object_set (relay, "max-object-size", config->max_object_size, NULL);
   if (config->fields & TLSPYO_CONFIG_HANDSHAKE_TIMEOUT)
     g_object_set (relay, "handshake-timeout", config->handshake_timeout, NULL);
+  if (config->fields & TLSPYO_CONFIG_CLIENT_CERTIFICATES_DIR)
+    g_object_set (relay, "client-certificates-dir", config->client_certificates_dir, NULL);
   for (guint i = 0; i < config->groups->len; i++)
     {
       TlspyoConfigGroup *group = g_ptr_array_index (config->groups, i);

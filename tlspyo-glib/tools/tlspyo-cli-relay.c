@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "config.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -64,6 +65,310 @@ endpoint_refused_cb (TlspyoRelay *relay,
                     "TLSPYO_PEER", address,
                     "TLSPYO_ERROR_CODE", error_code_name (code),
                     "MESSAGE", "Refused %s (%s): %s", address, error_code_name (code), reason);
+}
+
+/* Drops (max_consumables, refused groups, coalesced broadcasts) are logged,
+ * never silent, but at most one line per group per DROP_LOG_PERIOD_MS: a
+ * bounded queue that overflows on every produce is the intended steady state
+ * of a relay whose producers outpace its consumers, and one line per object
+ * would flood the journal. Every dropped object is in some line's count. */
+#define DROP_LOG_PERIOD_MS 1000
+
+typedef struct {
+  guint64  pending;    /* objects dropped since the group's last line */
+  guint    n_reports;  /* emissions they came in */
+  char    *reason;     /* the latest one's */
+} DropEntry;
+
+typedef struct {
+  TlspyoRelay *relay;     /* unowned: outlives this */
+  gulong       handler;
+  GHashTable  *groups;    /* name -> DropEntry, for groups logged this period */
+  guint        flush_id;
+} DropLog;
+
+static void
+drop_entry_free (gpointer data)
+{
+  DropEntry *entry = data;
+
+  g_free (entry->reason);
+  g_free (entry);
+}
+
+static void
+log_drop (const char *group,
+          guint64     count,
+          guint       n_reports,
+          const char *reason)
+{
+  char count_text[24];
+  char reports_text[16];
+
+  g_snprintf (count_text, sizeof count_text, "%" G_GUINT64_FORMAT, count);
+  g_snprintf (reports_text, sizeof reports_text, "%u", n_reports);
+  if (n_reports == 1)
+    g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE,
+                      "TLSPYO_EVENT", "object-dropped",
+                      "TLSPYO_GROUP", group,
+                      "TLSPYO_DROPPED", count_text,
+                      "TLSPYO_REPORTS", reports_text,
+                      "TLSPYO_REASON", reason,
+                      "MESSAGE", "Dropped %s object%s for group “%s”: %s",
+                      count_text, count == 1 ? "" : "s", group, reason);
+  else
+    g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE,
+                      "TLSPYO_EVENT", "object-dropped",
+                      "TLSPYO_GROUP", group,
+                      "TLSPYO_DROPPED", count_text,
+                      "TLSPYO_REPORTS", reports_text,
+                      "TLSPYO_REASON", reason,
+                      "MESSAGE", "Dropped %s object%s for group “%s” in %s reports; "
+                      "the latest: %s", count_text, count == 1 ? "" : "s", group,
+                      reports_text, reason);
+}
+
+/* Logs what each group dropped since its last line, and forgets the groups
+ * that dropped nothing meanwhile: their next drop is logged at once. */
+static gboolean
+drop_log_flush_cb (gpointer data)
+{
+  DropLog *log = data;
+  GHashTableIter iter;
+  gpointer key, value;
+
+  g_hash_table_iter_init (&iter, log->groups);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      DropEntry *entry = value;
+
+      if (entry->pending == 0)
+        {
+          g_hash_table_iter_remove (&iter);
+          continue;
+        }
+      log_drop (key, entry->pending, entry->n_reports, entry->reason);
+      entry->pending = 0;
+      entry->n_reports = 0;
+    }
+  if (g_hash_table_size (log->groups) > 0)
+    return G_SOURCE_CONTINUE;
+  log->flush_id = 0;
+  return G_SOURCE_REMOVE;
+}
+
+static void
+object_dropped_cb (TlspyoRelay *relay,
+                   const char  *group,
+                   const char  *reason,
+                   guint64      count,
+                   gpointer     data)
+{
+  DropLog *log = data;
+  DropEntry *entry = g_hash_table_lookup (log->groups, group);
+
+  if (entry == NULL)
+    {
+      log_drop (group, count, 1, reason);
+      g_hash_table_insert (log->groups, g_strdup (group), g_new0 (DropEntry, 1));
+      if (log->flush_id == 0)
+        log->flush_id = g_timeout_add (DROP_LOG_PERIOD_MS, drop_log_flush_cb, log);
+      return;
+    }
+  entry->pending += count;
+  entry->n_reports++;
+  g_free (entry->reason);
+  entry->reason = g_strdup (reason);
+}
+
+static DropLog *
+drop_log_new (TlspyoRelay *relay)
+{
+  DropLog *log = g_new0 (DropLog, 1);
+
+  log->relay = relay;
+  log->groups = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, drop_entry_free);
+  log->handler = g_signal_connect (relay, "object-dropped", G_CALLBACK (object_dropped_cb), log);
+  return log;
+}
+
+/* Logs the drops still pending, so that none goes unreported at exit. */
+static void
+drop_log_free (DropLog *log)
+{
+  g_clear_signal_handler (&log->handler, log->relay);
+  g_clear_handle_id (&log->flush_id, g_source_remove);
+  drop_log_flush_cb (log);
+  g_hash_table_unref (log->groups);
+  g_free (log);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (DropLog, drop_log_free)
+
+static char *
+format_bytes (guint64 bytes)
+{
+  return g_format_size_full (bytes, G_FORMAT_SIZE_IEC_UNITS);
+}
+
+static guint64
+lookup_uint64 (GVariant   *dict,
+               const char *key)
+{
+  guint64 value = 0;
+
+  g_variant_lookup (dict, key, "t", &value);
+  return value;
+}
+
+/* Per group summaries in one stats line: enough to spot a growing queue,
+ * short enough for a line; tlspyo_relay_get_stats() has everything. */
+#define STATS_MAX_GROUPS 16
+
+static gint
+compare_group_names (gconstpointer a,
+                     gconstpointer b)
+{
+  GVariant *const *va = a;
+  GVariant *const *vb = b;
+  const char *name_a, *name_b;
+
+  g_variant_get_child (*va, 0, "&s", &name_a);
+  g_variant_get_child (*vb, 0, "&s", &name_b);
+  return strcmp (name_a, name_b);
+}
+
+static void
+append_group_stats (GString  *message,
+                    GVariant *groups)
+{
+  g_autoptr(GPtrArray) sorted = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
+  gsize n_groups = g_variant_n_children (groups);
+
+  for (gsize i = 0; i < n_groups; i++)
+    g_ptr_array_add (sorted, g_variant_get_child_value (groups, i));
+  g_ptr_array_sort (sorted, compare_group_names);
+
+  for (guint i = 0; i < sorted->len && i < STATS_MAX_GROUPS; i++)
+    {
+      g_autoptr(GVariant) dict = NULL;
+      g_autofree char *queued_size = NULL;
+      const char *name;
+      guint32 members = 0;
+
+      g_variant_get (g_ptr_array_index (sorted, i), "{&s@a{sv}}", &name, &dict);
+      g_variant_lookup (dict, "members", "u", &members);
+      queued_size = format_bytes (lookup_uint64 (dict, "queued-bytes"));
+      g_string_append_printf (message, "; group “%s”: %u member%s, %" G_GUINT64_FORMAT
+                              " queued (%s), %" G_GUINT64_FORMAT " in flight, %"
+                              G_GUINT64_FORMAT " credit, %" G_GUINT64_FORMAT " dropped",
+                              name, members, members == 1 ? "" : "s",
+                              lookup_uint64 (dict, "queued"), queued_size,
+                              lookup_uint64 (dict, "in-flight"), lookup_uint64 (dict, "credit"),
+                              lookup_uint64 (dict, "dropped"));
+    }
+  if (sorted->len > STATS_MAX_GROUPS)
+    g_string_append_printf (message, "; and %u more groups", sorted->len - STATS_MAX_GROUPS);
+}
+
+/* `--stats-interval`: the totals as journal fields, and a line to read. */
+static gboolean
+log_stats_cb (gpointer data)
+{
+  TlspyoRelay *relay = data;
+  g_autoptr(GVariant) stats = g_variant_ref_sink (tlspyo_relay_get_stats (relay));
+  g_autoptr(GVariant) groups = g_variant_lookup_value (stats, "groups",
+                                                       G_VARIANT_TYPE ("a{sa{sv}}"));
+  g_autoptr(GString) message = g_string_new (NULL);
+  g_autofree char *queued_size = NULL;
+  g_autofree char *in_size = NULL;
+  g_autofree char *out_size = NULL;
+  guint32 n_connections = 0;
+  struct {
+    const char *key;
+    const char *field;
+    char        text[24];
+  } totals[] = {
+    { "queued", "TLSPYO_QUEUED", "" },
+    { "produced-bytes", "TLSPYO_QUEUED_BYTES", "" },
+    { "in-flight", "TLSPYO_IN_FLIGHT", "" },
+    { "dropped", "TLSPYO_DROPPED", "" },
+    { "bytes-in", "TLSPYO_BYTES_IN", "" },
+    { "bytes-out", "TLSPYO_BYTES_OUT", "" },
+    { "queued-bytes", "TLSPYO_OUTPUT_BYTES", "" },
+    { "duplicates", "TLSPYO_DUPLICATES", "" },
+  };
+  guint64 values[G_N_ELEMENTS (totals)];
+  char connections_text[16];
+  char groups_text[24];
+
+  for (gsize i = 0; i < G_N_ELEMENTS (totals); i++)
+    {
+      values[i] = lookup_uint64 (stats, totals[i].key);
+      g_snprintf (totals[i].text, sizeof totals[i].text, "%" G_GUINT64_FORMAT, values[i]);
+    }
+  g_variant_lookup (stats, "n-connections", "u", &n_connections);
+  g_snprintf (connections_text, sizeof connections_text, "%u", n_connections);
+  g_snprintf (groups_text, sizeof groups_text, "%" G_GSIZE_FORMAT,
+              groups ? g_variant_n_children (groups) : 0);
+
+  queued_size = format_bytes (values[1]);
+  in_size = format_bytes (values[4]);
+  out_size = format_bytes (values[5]);
+  g_string_append_printf (message, "stats: %u connection%s, %" G_GUINT64_FORMAT " queued (%s), %"
+                          G_GUINT64_FORMAT " in flight, %" G_GUINT64_FORMAT " dropped, %s in, "
+                          "%s out", n_connections, n_connections == 1 ? "" : "s",
+                          values[0], queued_size, values[2], values[3], in_size, out_size);
+  if (values[6] > 0)
+    {
+      g_autofree char *waiting = format_bytes (values[6]);
+      g_string_append_printf (message, ", %s waiting to be sent", waiting);
+    }
+  if (values[7] > 0)
+    g_string_append_printf (message, ", %" G_GUINT64_FORMAT " duplicate%s skipped",
+                            values[7], values[7] == 1 ? "" : "s");
+  if (groups != NULL)
+    append_group_stats (message, groups);
+
+  G_STATIC_ASSERT (G_N_ELEMENTS (totals) == 8);
+  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE,
+                    "TLSPYO_EVENT", "stats",
+                    "TLSPYO_CONNECTIONS", connections_text,
+                    "TLSPYO_GROUP_COUNT", groups_text,
+                    totals[0].field, totals[0].text,
+                    totals[1].field, totals[1].text,
+                    totals[2].field, totals[2].text,
+                    totals[3].field, totals[3].text,
+                    totals[4].field, totals[4].text,
+                    totals[5].field, totals[5].text,
+                    totals[6].field, totals[6].text,
+                    totals[7].field, totals[7].text,
+                    "MESSAGE", "%s", message->str);
+  return G_SOURCE_CONTINUE;
+}
+
+/* "0", "0.5", "60": seconds, 0 for off. */
+static gboolean
+parse_stats_interval (const char  *text,
+                      double      *out,
+                      GError     **error)
+{
+  char *end = NULL;
+  double value;
+
+  value = g_ascii_strtod (text, &end);
+  if (end == text || *end != '\0' || !isfinite (value) ||
+      (value != 0.0 && !(value >= TLSPYO_CONFIG_MIN_STATS_INTERVAL &&
+                         value <= TLSPYO_CONFIG_MAX_STATS_INTERVAL)))
+    {
+      return tlspyo_cli_usage_error (error, "--stats-interval %s is not valid: give a number "
+                                     "of seconds from "
+                                     G_STRINGIFY (TLSPYO_CONFIG_MIN_STATS_INTERVAL) " to "
+                                     G_STRINGIFY (TLSPYO_CONFIG_MAX_STATS_INTERVAL) ", such "
+                                     "as 60 or 0.5, or 0 for no stats", text);
+    }
+  *out = value;
+  return TRUE;
 }
 
 static TlspyoConfig *
@@ -167,15 +472,20 @@ tlspyo_cli_relay (int    argc,
   g_autofree char *port_file = NULL;
   g_autofree char *listening = NULL;
   g_autofree char *fingerprint = NULL;
+  g_autofree char *stats_interval_text = NULL;
   g_auto(GStrv) positional = NULL;
   g_autoptr(GOptionContext) context = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(TlspyoConfig) config = NULL;
   g_autoptr(TlspyoCliPassword) password = NULL;
   g_autoptr(TlspyoRelay) relay = NULL;
+  /* After relay: freed first, while the relay still exists. */
+  g_autoptr(DropLog) drops = NULL;
   TlspyoCliSignals signals = { { 0 }, 0 };
   TlspyoSecurity security = TLSPYO_SECURITY_TLS;
   gboolean verbose = FALSE;
+  double stats_interval = 0.0;
+  guint stats_id = 0;
   int port = -1;
   int status;
   const GOptionEntry entries[] = {
@@ -194,6 +504,9 @@ tlspyo_cli_relay (int    argc,
       "Read the password from FILE (else from $TLSPYO_PASSWORD)", "FILE" },
     { "port-file", 0, 0, G_OPTION_ARG_FILENAME, &port_file,
       "Write the port listened on into FILE once listening, and remove it on exit", "FILE" },
+    { "stats-interval", 0, 0, G_OPTION_ARG_STRING, &stats_interval_text,
+      "Log the relay's statistics every SECONDS (fractions allowed; default 0: never)",
+      "SECONDS" },
     { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose,
       "Log every connection and refusal, and debug messages", NULL },
     { NULL }
@@ -205,7 +518,8 @@ tlspyo_cli_relay (int    argc,
                                     "(or the journal).",
                                     "The config file is JSON with the optional keys address, "
                                     "port, security, credentials_dir, max_object_size, "
-                                    "handshake_timeout, groups, limits and users; see "
+                                    "handshake_timeout, groups, limits, users and "
+                                    "stats_interval; see "
                                     "tlspyo(1). With users in it, the shared password is "
                                     "optional: without one, only users get in.");
   g_option_context_add_main_entries (context, entries, NULL);
@@ -221,6 +535,9 @@ tlspyo_cli_relay (int    argc,
   if (port != -1 && !tlspyo_cli_check_port (port, TRUE, &error))
     return tlspyo_cli_report (error);
   if (security_name != NULL && !tlspyo_cli_parse_security (security_name, &security, &error))
+    return tlspyo_cli_report (error);
+  if (stats_interval_text != NULL &&
+      !parse_stats_interval (stats_interval_text, &stats_interval, &error))
     return tlspyo_cli_report (error);
   if (address != NULL)
     {
@@ -254,6 +571,8 @@ tlspyo_cli_relay (int    argc,
           g_autofree char *base = g_path_get_dirname (config_file);
           directory = g_canonicalize_filename (config->credentials_dir, base);
         }
+      if (stats_interval_text == NULL && (config->fields & TLSPYO_CONFIG_STATS_INTERVAL))
+        stats_interval = config->stats_interval;
     }
 
   /* With users in the config, the shared password is optional: without
@@ -285,6 +604,14 @@ tlspyo_cli_relay (int    argc,
     }
   if (config != NULL && !apply_limits_and_users (relay, config, &error))
     return tlspyo_cli_report (error);
+  if (config != NULL && (config->fields & TLSPYO_CONFIG_CLIENT_CERTIFICATES_DIR))
+    {
+      /* Relative to the file, like credentials_dir. */
+      g_autofree char *base = g_path_get_dirname (config_file);
+      g_autofree char *clients = g_canonicalize_filename (config->client_certificates_dir, base);
+
+      g_object_set (relay, "client-certificates-dir", clients, NULL);
+    }
 
   if (security == TLSPYO_SECURITY_TLS)
     {
@@ -307,6 +634,7 @@ tlspyo_cli_relay (int    argc,
   g_signal_connect (relay, "endpoint-connected", G_CALLBACK (endpoint_connected_cb), NULL);
   g_signal_connect (relay, "endpoint-disconnected", G_CALLBACK (endpoint_disconnected_cb), NULL);
   g_signal_connect (relay, "endpoint-refused", G_CALLBACK (endpoint_refused_cb), NULL);
+  drops = drop_log_new (relay);
 
   if (!tlspyo_relay_start (relay, &error))
     return tlspyo_cli_report (error);
@@ -335,10 +663,15 @@ tlspyo_cli_relay (int    argc,
   g_print ("listening on %s\n", listening);
   fflush (stdout);
 
+  if (stats_interval > 0.0)
+    stats_id = g_timeout_add ((guint) (stats_interval * 1000.0 + 0.5), log_stats_cb, relay);
+
   tlspyo_cli_signals_watch (&signals);
   while (signals.received == 0)
     g_main_context_iteration (NULL, TRUE);
   tlspyo_cli_signals_unwatch (&signals);
+  /* stop() may run this context: no snapshot of a relay being stopped. */
+  g_clear_handle_id (&stats_id, g_source_remove);
 
   g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE,
                     "TLSPYO_EVENT", "relay-stopping",

@@ -215,6 +215,34 @@ read_uint64 (Reader     *reader,
   return TRUE;
 }
 
+/* Seconds, whole or not: JSON's 5 and 0.5 are both numbers to the user. */
+static gboolean
+read_interval (Reader     *reader,
+               JsonNode   *node,
+               const Key  *key,
+               gpointer    field,
+               GError    **error)
+{
+  static const char expected[] = "a number of seconds: 0 (off), or from "
+                                 G_STRINGIFY (TLSPYO_CONFIG_MIN_STATS_INTERVAL) " to "
+                                 G_STRINGIFY (TLSPYO_CONFIG_MAX_STATS_INTERVAL);
+  char found[G_ASCII_DTOSTR_BUF_SIZE];
+  double value;
+
+  if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_INT64)
+    value = (double) json_node_get_int (node);
+  else if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_DOUBLE)
+    value = json_node_get_double (node);
+  else
+    return fail_type (reader, node, expected, error);
+  if (value != 0.0 &&
+      !(value >= TLSPYO_CONFIG_MIN_STATS_INTERVAL && value <= TLSPYO_CONFIG_MAX_STATS_INTERVAL))
+    return fail_at (reader, node, FALSE, error, "expected %s, found %s", expected,
+                    g_ascii_formatd (found, sizeof found, "%g", value));
+  *(double *) field = value;
+  return TRUE;
+}
+
 static gboolean
 read_path (Reader     *reader,
            JsonNode   *node,
@@ -580,6 +608,10 @@ static const Key relay_keys[] = {
     TLSPYO_CONFIG_LIMITS, 0, 0, NULL },
   { "users", read_users, G_STRUCT_OFFSET (TlspyoConfig, users),
     TLSPYO_CONFIG_USERS, 0, 0, NULL },
+  { "stats_interval", read_interval, G_STRUCT_OFFSET (TlspyoConfig, stats_interval),
+    TLSPYO_CONFIG_STATS_INTERVAL, 0, 0, NULL },
+  { "client_certificates_dir", read_path, G_STRUCT_OFFSET (TlspyoConfig, client_certificates_dir),
+    TLSPYO_CONFIG_CLIENT_CERTIFICATES_DIR, 0, 0, NULL },
 };
 
 static const Table relay_table = {
@@ -735,6 +767,7 @@ tlspyo_config_free (TlspyoConfig *config)
     return;
   g_free (config->address);
   g_free (config->credentials_dir);
+  g_free (config->client_certificates_dir);
   g_clear_pointer (&config->groups, g_ptr_array_unref);
   g_clear_pointer (&config->users, g_ptr_array_unref);
   g_free (config);

@@ -11,6 +11,12 @@
 
 G_BEGIN_DECLS
 
+/* `tlspyo relay --stats-interval` and the "stats_interval" key: 0 turns the
+ * periodic stats line off; shorter intervals than the minimum would flood
+ * the log and keep the relay's worker busy computing snapshots. */
+#define TLSPYO_CONFIG_MIN_STATS_INTERVAL 0.1
+#define TLSPYO_CONFIG_MAX_STATS_INTERVAL 86400
+
 /* Which keys a file gave: command-line options override them, and
  * anything absent keeps the library's default. */
 typedef enum {
@@ -23,6 +29,8 @@ typedef enum {
   TLSPYO_CONFIG_GROUPS            = 1 << 6,
   TLSPYO_CONFIG_LIMITS            = 1 << 7,
   TLSPYO_CONFIG_USERS             = 1 << 8,
+  TLSPYO_CONFIG_STATS_INTERVAL    = 1 << 9,
+  TLSPYO_CONFIG_CLIENT_CERTIFICATES_DIR = 1 << 10,
 } TlspyoConfigFields;
 
 /* The "limits" object: each key sets the TlspyoRelay property of the same
@@ -76,6 +84,8 @@ typedef struct {
   GPtrArray          *groups;  /* of TlspyoConfigGroup, in file order */
   TlspyoConfigLimits  limits;
   GPtrArray          *users;   /* of TlspyoConfigUser, in file order */
+  double              stats_interval;  /* seconds; 0: off */
+  char               *client_certificates_dir;  /* mutual TLS: USER.pem files */
 } TlspyoConfig;
 
 TlspyoConfig *tlspyo_config_parse (const char    *data,
