@@ -747,6 +747,11 @@ role_relay (Role *r)
                         "password", r->password,
                         "security", r->security,
                         "credentials-dir", r->o->credentials_dir,
+                        /* fanin connects every endpoint from 127.0.0.1 at once:
+                         * the relay's per-address and total limits would
+                         * refuse what the bench means to measure. */
+                        "max-connections", 0,
+                        "max-connections-per-address", 0,
                         NULL);
   if (r->o->max_object_size > 0)
     g_object_set (relay, "max-object-size", (guint64) r->o->max_object_size, NULL);
@@ -1598,7 +1603,9 @@ relay_up (Bench   *b,
     {
       b->relay = g_object_new (TLSPYO_TYPE_RELAY, "port", 0, "address", "127.0.0.1",
                                "password", b->password, "security", b->security,
-                               "credentials-dir", b->credentials_dir, NULL);
+                               "credentials-dir", b->credentials_dir,
+                               "max-connections", 0, "max-connections-per-address", 0,
+                               NULL);
       if (!tlspyo_relay_start (b->relay, error))
         {
           g_clear_object (&b->relay);
