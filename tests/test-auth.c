@@ -110,8 +110,8 @@ test_derive_matches_reference (void)
   static const char *passwords[] = {
     TLSPYO_TEST_PASSWORD, "", "p", "pässwörd ✓ with UTF-8",
     /* Longer than a SHA-256 block: HMAC hashes such keys first. */
-    "a password that is much longer than the sixty-four bytes of one SHA-256 block, "
-    "so that HMAC has to hash it down first",
+    ("a password that is much longer than the sixty-four bytes of one SHA-256 block, "
+     "so that HMAC has to hash it down first"),
   };
 
   for (guint p = 0; p < G_N_ELEMENTS (passwords); p++)

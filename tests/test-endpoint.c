@@ -770,6 +770,44 @@ test_signal_detail (TlspyoTestFixture *f,
   signal_log_clear (&log);
 }
 
+/* Objects of several groups arriving together (one read carries many):
+ * whether object-received has a handler is decided for each object's own
+ * group, whichever group came first. */
+static void
+test_signal_detail_burst (TlspyoTestFixture *f,
+                          gconstpointer      data)
+{
+  TlspyoEndpoint *sender, *receiver;
+  SignalLog log;
+  g_autoptr(GPtrArray) got = NULL;
+
+  signal_log_init (&log);
+  log.thread = g_thread_self ();
+  log.context = g_main_context_default ();
+  tlspyo_test_fixture_start (f);
+  sender = tlspyo_test_endpoint_start (f, "s");
+  receiver = tlspyo_test_endpoint_start (f, "g1,g2");
+  g_signal_connect (receiver, "object-received::g1", G_CALLBACK (object_received_cb), &log);
+
+  /* g2 first: nobody listens to it, but to the g1 objects that follow. */
+  for (int i = 0; i < 200; i++)
+    broadcast (sender, g_variant_new_int32 (i), i % 2 == 0 ? "g2" : "g1");
+  flush (sender);
+
+  got = tlspyo_test_pop_n (receiver, 200);
+  assert_ints (got, 0, 200);
+  g_assert_cmpuint (log.objects->len, ==, 100);
+  for (guint i = 0; i < log.objects->len; i++)
+    {
+      g_assert_cmpint (g_variant_get_int32 (log.objects->pdata[i]), ==, 2 * i + 1);
+      g_assert_cmpstr (log.groups->pdata[i], ==, "g1");
+    }
+  g_assert_false (log.wrong_context);
+
+  g_signal_handlers_disconnect_by_data (receiver, &log);
+  signal_log_clear (&log);
+}
+
 static gboolean
 signal_log_has (gpointer data)
 {
@@ -1701,6 +1739,7 @@ main (int argc, char **argv)
   TLSPYO_TEST_ADD ("/endpoint/pop-async/cancel", test_pop_async_cancel);
   TLSPYO_TEST_ADD ("/endpoint/signal/context", test_signal_context);
   TLSPYO_TEST_ADD ("/endpoint/signal/detail", test_signal_detail);
+  TLSPYO_TEST_ADD ("/endpoint/signal/detail-burst", test_signal_detail_burst);
   TLSPYO_TEST_ADD ("/endpoint/signal/take-and-order", test_signal_take_and_order);
   TLSPYO_TEST_ADD ("/endpoint/threads/blocking", test_threads_blocking);
   TLSPYO_TEST_ADD ("/endpoint/threads/concurrent-broadcast", test_threads_concurrent);

@@ -123,7 +123,8 @@ sample_meta (TlspyoFrameType type,
     case TLSPYO_FRAME_ACK:
       return g_variant_new ("(t)", (guint64) seed * G_GUINT64_CONSTANT (0x100000001));
     case TLSPYO_FRAME_DELIVER:
-      return g_variant_new ("(s)", seed % 2 ? "workers" : "");
+      return g_variant_new ("(stt)", seed % 2 ? "workers" : "", (guint64) seed << 40 | 1,
+                            (guint64) seed + 1);
     case TLSPYO_FRAME_BYE:
       return g_variant_new ("(s)", "shutting down");
     case TLSPYO_FRAME_PING:
@@ -137,9 +138,12 @@ sample_meta (TlspyoFrameType type,
       return g_variant_new ("(u@ays)", TLSPYO_PROTOCOL_VERSION + seed, bytes_variant (seed, 32),
                             seed % 2 ? "trainer" : "");
     case TLSPYO_FRAME_SESSION:
-      return g_variant_new ("(@ayt)", bytes_variant (seed, 16), (guint64) seed << 33);
+      return g_variant_new_parsed ("(%@ay, %t, @a{st} {'workers': %t}, @a{s(tt)} {'loggers': (%t, %t)})",
+                                   bytes_variant (seed, 16), (guint64) seed << 33,
+                                   (guint64) seed * 3, (guint64) seed << 40 | 1, (guint64) seed);
     case TLSPYO_FRAME_RESUMED:
-      return g_variant_new ("(tt)", (guint64) seed, (guint64) seed * 1000 + 2);
+      return g_variant_new ("(ttb)", (guint64) seed, (guint64) seed * 1000 + 2,
+                            (gboolean) (seed % 2));
     case TLSPYO_FRAME_TAKEN:
       return g_variant_new_parsed ("(@a{su} {'workers': %u, 'w': 1},)", (guint32) seed + 1);
     default:
@@ -333,7 +337,12 @@ test_types (void)
   g_assert_true (g_variant_type_equal (tlspyo_frame_meta_type (TLSPYO_FRAME_OBJECT), G_VARIANT_TYPE ("(a{si})")));
   g_assert_true (g_variant_type_equal (tlspyo_frame_meta_type (TLSPYO_FRAME_NOTIFY), G_VARIANT_TYPE ("(si)")));
   g_assert_true (g_variant_type_equal (tlspyo_frame_meta_type (TLSPYO_FRAME_ACK), G_VARIANT_TYPE ("(t)")));
-  g_assert_true (g_variant_type_equal (tlspyo_frame_meta_type (TLSPYO_FRAME_DELIVER), G_VARIANT_TYPE ("(s)")));
+  g_assert_true (g_variant_type_equal (tlspyo_frame_meta_type (TLSPYO_FRAME_DELIVER), G_VARIANT_TYPE ("(stt)")));
+  g_assert_true (g_variant_type_equal (tlspyo_frame_meta_type (TLSPYO_FRAME_SESSION),
+                                       G_VARIANT_TYPE ("(ayta{st}a{s(tt)})")));
+  g_assert_true (g_variant_type_equal (tlspyo_frame_meta_type (TLSPYO_FRAME_RESUMED), G_VARIANT_TYPE ("(ttb)")));
+  g_assert_true (g_variant_type_equal (tlspyo_frame_meta_type (TLSPYO_FRAME_TAKEN), G_VARIANT_TYPE ("(a{su})")));
+  g_assert_cmpint (TLSPYO_PROTOCOL_VERSION, ==, 2);
   g_assert_true (g_variant_type_equal (tlspyo_frame_meta_type (TLSPYO_FRAME_BYE), G_VARIANT_TYPE ("(s)")));
 
   for (t = TLSPYO_FRAME_HELLO; t <= TLSPYO_FRAME_TYPE_LAST; t++)
@@ -361,7 +370,7 @@ static void
 test_header_layout (void)
 {
   const guint8 expected[TLSPYO_FRAME_HEADER_SIZE] = {
-    0x54, 0x01, 0x06, 0x00,
+    0x54, 0x02, 0x06, 0x00,
     0x04, 0x03, 0x02, 0x01,
     0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,
   };
@@ -377,7 +386,7 @@ static void
 test_encode_layout (void)
 {
   const guint8 expected[] = {
-    0x54, 0x01, TLSPYO_FRAME_ACK, 0x00,
+    0x54, 0x02, TLSPYO_FRAME_ACK, 0x00,
     0x08, 0x00, 0x00, 0x00,
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
     /* metadata "(t)", little-endian whatever the host */
@@ -401,8 +410,9 @@ test_encode_layout (void)
 
   /* Header announces the body; encode() does not include it. */
   g_clear_pointer (&frame, g_bytes_unref);
-  frame = tlspyo_frame_encode (TLSPYO_FRAME_DELIVER, g_variant_new ("(s)", "g"), 1000);
-  g_assert_cmpuint (g_bytes_get_size (frame), ==, TLSPYO_FRAME_HEADER_SIZE + 2);
+  frame = tlspyo_frame_encode (TLSPYO_FRAME_DELIVER, g_variant_new ("(stt)", "g", (guint64) 1, (guint64) 1), 1000);
+  /* "g\0", padding to 8, two uint64, one framing offset. */
+  g_assert_cmpuint (g_bytes_get_size (frame), ==, TLSPYO_FRAME_HEADER_SIZE + 25);
   g_assert_cmpmem ((const guint8 *) g_bytes_get_data (frame, NULL) + 8, 8,
                    "\xe8\x03\0\0\0\0\0\0", 8);
 }
@@ -442,6 +452,52 @@ test_encode_non_normal_meta (void)
   g_assert_cmpuint (c.frames->len, ==, 1);
   g_assert_true (g_variant_equal (collected (&c, 0)->meta, meta));
   collector_clear (&c);
+}
+
+/* Metadata serialized once (tlspyo_frame_serialize_meta()) and appended
+ * later must give the bytes tlspyo_frame_append() writes, normal form
+ * included, at an aligned position and after an odd-length prefix. */
+static void
+test_encode_serialized_same (void)
+{
+  static const guint8 data[] = { 'a', 'b', '\0', 'x', '\0' };
+  g_autoptr(GBytes) junk = g_bytes_new_static (data, sizeof data);
+  GVariant *metas[] = {
+    g_variant_ref_sink (g_variant_new ("(s)", "the endpoint stopped")),
+    /* Not in normal form: deserializable, with junk after the NUL. */
+    g_variant_ref_sink (g_variant_new_from_bytes (G_VARIANT_TYPE ("(s)"), junk, FALSE)),
+  };
+
+  g_assert_false (g_variant_is_normal_form (metas[1]));
+  for (guint i = 0; i < G_N_ELEMENTS (metas); i++)
+    for (guint prefix = 0; prefix < 4; prefix += 3)
+      {
+        g_autoptr(GByteArray) appended = g_byte_array_new ();
+        g_autoptr(GByteArray) copied = g_byte_array_new ();
+        g_autoptr(GBytes) serialized = NULL;
+        g_autoptr(GVariant) normal = g_variant_get_normal_form (metas[i]);
+
+        if (prefix > 0)
+          {
+            g_byte_array_set_size (appended, prefix);
+            g_byte_array_set_size (copied, prefix);
+            memset (appended->data, 0xaa, prefix);
+            memset (copied->data, 0xaa, prefix);
+          }
+
+        tlspyo_frame_append (appended, TLSPYO_FRAME_BYE, metas[i], 0);
+        serialized = tlspyo_frame_serialize_meta (TLSPYO_FRAME_BYE, metas[i]);
+        tlspyo_frame_append_serialized (copied, TLSPYO_FRAME_BYE, serialized, 0);
+
+        g_assert_cmpmem (appended->data, appended->len, copied->data, copied->len);
+        /* What follows the header is the normal form, not the junk. */
+        g_assert_cmpmem (copied->data + prefix + TLSPYO_FRAME_HEADER_SIZE,
+                         copied->len - prefix - TLSPYO_FRAME_HEADER_SIZE,
+                         g_variant_get_data (normal), g_variant_get_size (normal));
+      }
+
+  for (guint i = 0; i < G_N_ELEMENTS (metas); i++)
+    g_variant_unref (metas[i]);
 }
 
 static void
@@ -758,7 +814,7 @@ test_large_body_zero_copy (void)
   g_assert_cmpmem (g_bytes_get_data (trailer, NULL), g_bytes_get_size (trailer), "\0ay", 3);
   body_len = size + 3;
 
-  head = tlspyo_frame_encode (TLSPYO_FRAME_DELIVER, g_variant_new ("(s)", "big"), body_len);
+  head = tlspyo_frame_encode (TLSPYO_FRAME_DELIVER, g_variant_new ("(stt)", "big", (guint64) 1, (guint64) 1), body_len);
 
   collector_init (&c);
   c.dec = dec;
@@ -1169,11 +1225,17 @@ test_error_version (void)
   g_autoptr(TlspyoFrameDecoder) dec2 = open_decoder ();
   guint8 h[TLSPYO_FRAME_HEADER_SIZE];
 
-  raw_header (h, TLSPYO_FRAME_MAGIC, 2, TLSPYO_FRAME_BYE, 0, 4, 0);
-  expect_protocol_error (dec, h, sizeof h, "version 2");
+  g_autoptr(TlspyoFrameDecoder) dec3 = open_decoder ();
+
+  raw_header (h, TLSPYO_FRAME_MAGIC, 3, TLSPYO_FRAME_BYE, 0, 4, 0);
+  expect_protocol_error (dec, h, sizeof h, "version 3");
 
   raw_header (h, TLSPYO_FRAME_MAGIC, 0, TLSPYO_FRAME_BYE, 0, 4, 0);
-  expect_protocol_error (dec2, h, 2, "only version 1 is supported");
+  expect_protocol_error (dec2, h, 2, "only version 2 is supported");
+
+  /* Version 1 (before sequenced TAKEN and parked objects) is refused. */
+  raw_header (h, TLSPYO_FRAME_MAGIC, 1, TLSPYO_FRAME_BYE, 0, 4, 0);
+  expect_protocol_error (dec3, h, sizeof h, "version 1");
 }
 
 static void
@@ -1371,7 +1433,7 @@ test_error_bad_meta (void)
   /* String without its NUL. */
   expect_bad_meta (TLSPYO_FRAME_BYE, "abc", 3, "BYE frame metadata is not a valid “(s)” value");
   /* Junk after the string's NUL: deserializable, but not normal form. */
-  expect_bad_meta (TLSPYO_FRAME_DELIVER, "a\0\0", 3, "DELIVER frame metadata is not a valid “(s)” value");
+  expect_bad_meta (TLSPYO_FRAME_BYE, "a\0\0", 3, "BYE frame metadata is not a valid “(s)” value");
   /* Wrong size for a fixed-size type. */
   expect_bad_meta (TLSPYO_FRAME_ACK, "\1\2\3\4", 4, "not a valid “(t)” value");
   expect_bad_meta (TLSPYO_FRAME_ACK, "\1\2\3\4\5\6\7\10\11", 9, "not a valid “(t)” value");
@@ -1464,7 +1526,7 @@ test_error_body_does_not_fit (void)
 
   for (i = 0; i < G_N_ELEMENTS (cases); i++)
     {
-      g_autoptr(GBytes) head = tlspyo_frame_encode (TLSPYO_FRAME_DELIVER, g_variant_new ("(s)", "g"),
+      g_autoptr(GBytes) head = tlspyo_frame_encode (TLSPYO_FRAME_DELIVER, g_variant_new ("(stt)", "g", (guint64) 1, (guint64) 1),
                                                     cases[i].len);
       g_autoptr(GByteArray) stream = g_byte_array_new ();
       g_autoptr(TlspyoFrameDecoder) dec = open_decoder ();
@@ -1676,7 +1738,7 @@ test_stop_in_commit (void)
 {
   g_autoptr(GVariant) object = g_variant_ref_sink (sample_object (9));
   g_autoptr(GBytes) body = tlspyo_object_to_bytes (object);
-  g_autoptr(GBytes) head = tlspyo_frame_encode (TLSPYO_FRAME_DELIVER, g_variant_new ("(s)", "g"),
+  g_autoptr(GBytes) head = tlspyo_frame_encode (TLSPYO_FRAME_DELIVER, g_variant_new ("(stt)", "g", (guint64) 1, (guint64) 1),
                                                 g_bytes_get_size (body));
   g_autoptr(TlspyoFrameDecoder) dec = open_decoder ();
   g_autoptr(GError) error = NULL;
@@ -1924,6 +1986,7 @@ main (int    argc,
   g_test_add_func ("/frame/encode/layout", test_encode_layout);
   g_test_add_func ("/frame/encode/non-floating", test_encode_non_floating);
   g_test_add_func ("/frame/encode/non-normal-meta", test_encode_non_normal_meta);
+  g_test_add_func ("/frame/encode/serialized-same", test_encode_serialized_same);
   g_test_add_func ("/frame/encode/wrong-meta-type", test_append_wrong_meta_type);
   g_test_add_func ("/frame/encode/body-on-bodyless", test_append_body_on_bodyless);
   g_test_add_func ("/frame/decode/roundtrip", test_roundtrip_all_types);

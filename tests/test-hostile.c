@@ -921,7 +921,8 @@ test_frames_before_auth (void)
                                    NULL, 0);
             break;
           case TLSPYO_FRAME_DELIVER:
-            sent = raw_send_frame (rc, types[i], g_variant_new ("(s)", "target"),
+            sent = raw_send_frame (rc, types[i],
+                                   g_variant_new ("(stt)", "target", (guint64) 1, (guint64) 1),
                                    g_bytes_get_data (object, NULL), g_bytes_get_size (object));
             break;
           default:
@@ -1234,7 +1235,7 @@ static void
 test_bad_destinations (void)
 {
   g_autoptr(GBytes) object = tlspyo_object_to_bytes (g_variant_new_string ("misdirected"));
-  const char *bad_groups[] = { "", "bad\x01" "control", "\t" };
+  const char *bad_groups[] = { "", ("bad\x01" "control"), "\t" };
   Hostile h;
 
   hostile_setup (&h);
@@ -1688,7 +1689,8 @@ fake_session (FakeRelay *fake,
       {
         g_autoptr(GByteArray) out = g_byte_array_new ();
 
-        tlspyo_frame_append (out, TLSPYO_FRAME_DELIVER, g_variant_new ("(s)", "g"), 2);
+        tlspyo_frame_append (out, TLSPYO_FRAME_DELIVER,
+                             g_variant_new ("(stt)", "g", (guint64) 1, (guint64) 1), 2);
         /* Patch the body length to 2^63 once encoded. */
         for (guint i = 0; i < 8; i++)
           out->data[8 + i] = i == 7 ? 0x80 : 0;
@@ -1699,7 +1701,8 @@ fake_session (FakeRelay *fake,
       {
         g_autoptr(GByteArray) out = g_byte_array_new ();
 
-        tlspyo_frame_append (out, TLSPYO_FRAME_DELIVER, g_variant_new ("(s)", "g"), 5);
+        tlspyo_frame_append (out, TLSPYO_FRAME_DELIVER,
+                             g_variant_new ("(stt)", "g", (guint64) 1, (guint64) 1), 5);
         g_byte_array_append (out, (const guint8 *) "\x01\x02\x03\0u", 5);
         socket_send_all (socket, out->data, out->len, fake->cancellable);
       }

@@ -273,7 +273,7 @@ test_equal_objects (TlspyoTestFixture *f,
   g_variant_builder_add (&dict, "{sv}", "maybe", g_variant_new_maybe (G_VARIANT_TYPE_INT64, NULL));
   object = g_variant_ref_sink (g_variant_builder_end (&dict));
 
-  g_assert_true (tlspyo_endpoint_broadcast (sender, g_variant_ref (object), "all", &error));
+  g_assert_true (tlspyo_endpoint_broadcast (sender, object, "all", &error));
   g_assert_true (tlspyo_endpoint_broadcast (sender, g_variant_new_string ("end"), "all", &error));
   g_assert_no_error (error);
 

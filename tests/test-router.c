@@ -15,6 +15,7 @@ typedef struct
   char       *group;
   GBytes     *object;
   TlspyoRouterDelivery kind;
+  guint64     number;
 } Delivery;
 
 typedef struct
@@ -56,12 +57,14 @@ record_delivery (gpointer              peer_data,
                  const char           *group,
                  GBytes               *object,
                  TlspyoRouterDelivery  kind,
+                 guint64               number,
                  gpointer              user_data)
 {
   Recorder *rec = user_data;
   Delivery *d = g_new0 (Delivery, 1);
 
   d->kind = kind;
+  d->number = number;
   d->peer = peer_data;
   d->group = g_strdup (group);
   d->object = g_bytes_ref (object);
@@ -1121,6 +1124,256 @@ test_delivery_kinds (void)
   tlspyo_router_leave (rec->router, late);
 }
 
+
+/* Issue 5: sessions. A peer whose connection is lost parks its untaken
+ * objects with its session; the next connection of the session resumes
+ * them: those the endpoint received stay in flight to it, those lost in
+ * transit go back to the head of the queue. */
+
+static GVariant *
+received_counts (const char *group,
+                 guint64     n)
+{
+  GVariantBuilder b;
+
+  g_variant_builder_init (&b, G_VARIANT_TYPE ("a{st}"));
+  if (group != NULL)
+    g_variant_builder_add (&b, "{st}", group, n);
+  return g_variant_ref_sink (g_variant_builder_end (&b));
+}
+
+static void
+test_session_park_resume (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o1 = object_new ("o1");
+  g_autoptr(GBytes) o2 = object_new ("o2");
+  g_autoptr(GBytes) o3 = object_new ("o3");
+  g_autoptr(GBytes) o4 = object_new ("o4");
+  g_autoptr(GVariant) none = received_counts (NULL, 0);
+  g_autoptr(GVariant) got3 = received_counts ("g", 3);
+  TlspyoRouterSession *session = tlspyo_router_session_new (rec->router);
+  TlspyoRouterPeer *a, *a2, *b;
+
+  a = join_ok (rec, "a", "g", NULL);
+  /* A new session: nothing kept. */
+  g_assert_false (tlspyo_router_resume (rec->router, a, session, none));
+  b = join_ok (rec, "b", "g", NULL);
+  tlspyo_router_notify (rec->router, a, "g", 4);
+  tlspyo_router_produce (rec->router, "g", o1, 1);
+  tlspyo_router_produce (rec->router, "g", o2, 1);
+  tlspyo_router_produce (rec->router, "g", o3, 1);
+  tlspyo_router_produce (rec->router, "g", o4, 1);
+  assert_deliveries (rec, "a:g:o1", "a:g:o2", "a:g:o3", "a:g:o4", NULL);
+  g_assert_true (tlspyo_router_taken (rec->router, a, "g", 1));
+
+  /* Lost: b has credit, yet gets none of them; they are still in flight. */
+  tlspyo_router_park (rec->router, a);
+  tlspyo_router_notify (rec->router, b, "g", 5);
+  assert_no_deliveries (rec);
+  g_assert_cmpuint (tlspyo_router_session_get_n_parked (session), ==, 3);
+  g_assert_true (tlspyo_router_session_is_resumable (session));
+  g_assert_cmpuint (tlspyo_router_get_n_in_flight (rec->router, "g"), ==, 3);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 0);
+
+  /* Back: it had received three of the four (o4 was lost in transit),
+   * which goes to b; o2 and o3 stay in flight to the new connection. */
+  a2 = join_ok (rec, "a2", "g", NULL);
+  g_assert_true (tlspyo_router_resume (rec->router, a2, session, got3));
+  assert_deliveries (rec, "b:g:o4", NULL);
+  g_assert_cmpuint (tlspyo_router_session_get_n_parked (session), ==, 0);
+  g_assert_false (tlspyo_router_session_is_resumable (session));
+  g_assert_cmpuint (tlspyo_router_get_n_in_flight (rec->router, "g"), ==, 3);
+  /* Its TAKEN for them applies to the new connection, oldest first. */
+  g_assert_true (tlspyo_router_taken (rec->router, a2, "g", 1));
+  g_assert_false (tlspyo_router_taken (rec->router, a2, "g", 2));
+  /* A goodbye gives back o3 at once, to b. */
+  tlspyo_router_leave (rec->router, a2);
+  assert_deliveries (rec, "b:g:o3", NULL);
+  g_assert_false (tlspyo_router_session_is_resumable (session));
+  tlspyo_router_leave (rec->router, b);
+  tlspyo_router_session_free (rec->router, session);
+}
+
+/* A session that does not come back: expiring it gives its parked objects
+ * back, in order, ahead of what was queued meanwhile; it is not resumable
+ * any more. */
+static void
+test_session_expire (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o1 = object_new ("o1");
+  g_autoptr(GBytes) o2 = object_new ("o2");
+  g_autoptr(GBytes) o3 = object_new ("o3");
+  g_autoptr(GVariant) got2 = received_counts ("g", 2);
+  TlspyoRouterSession *session = tlspyo_router_session_new (rec->router);
+  TlspyoRouterPeer *a, *b;
+
+  a = join_ok (rec, "a", "g", NULL);
+  g_assert_false (tlspyo_router_resume (rec->router, a, session, NULL));
+  tlspyo_router_notify (rec->router, a, "g", 2);
+  tlspyo_router_produce (rec->router, "g", o1, 1);
+  tlspyo_router_produce (rec->router, "g", o2, 1);
+  assert_deliveries (rec, "a:g:o1", "a:g:o2", NULL);
+  tlspyo_router_park (rec->router, a);
+  tlspyo_router_produce (rec->router, "g", o3, 1);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 1);
+
+  tlspyo_router_session_expire (rec->router, session);
+  g_assert_false (tlspyo_router_session_is_resumable (session));
+  g_assert_cmpuint (tlspyo_router_get_n_in_flight (rec->router, "g"), ==, 0);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 3);
+  b = join_ok (rec, "b", "g", NULL);
+  tlspyo_router_notify (rec->router, b, "g", -1);
+  assert_deliveries (rec, "b:g:o1", "b:g:o2", "b:g:o3", NULL);
+
+  /* Coming back later: not kept, whatever it says it received. */
+  a = join_ok (rec, "a", "g", NULL);
+  g_assert_false (tlspyo_router_resume (rec->router, a, session, got2));
+  assert_no_deliveries (rec);
+  tlspyo_router_leave (rec->router, a);
+  tlspyo_router_leave (rec->router, b);
+  tlspyo_router_session_free (rec->router, session);
+}
+
+/* Freeing a session (the relay forgets it) gives its parked objects back. */
+static void
+test_session_free_requeues (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o1 = object_new ("o1");
+  TlspyoRouterSession *session = tlspyo_router_session_new (rec->router);
+  TlspyoRouterPeer *a, *b;
+
+  a = join_ok (rec, "a", "g", NULL);
+  tlspyo_router_resume (rec->router, a, session, NULL);
+  tlspyo_router_notify (rec->router, a, "g", 1);
+  tlspyo_router_produce (rec->router, "g", o1, 1);
+  tlspyo_router_park (rec->router, a);
+  b = join_ok (rec, "b", "g", NULL);
+  tlspyo_router_notify (rec->router, b, "g", 1);
+  assert_deliveries (rec, "a:g:o1", NULL);
+  tlspyo_router_session_free (rec->router, session);
+  assert_deliveries (rec, "b:g:o1", NULL);
+  tlspyo_router_leave (rec->router, b);
+}
+
+/* Ids: unique and increasing, kept by an object through the queue, in
+ * flight, parked and back; copies get ids of their own. */
+static void
+test_ids (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o1 = object_new ("o1");
+  g_autoptr(GBytes) o2 = object_new ("o2");
+  TlspyoRouterSession *session = tlspyo_router_session_new (rec->router);
+  TlspyoRouterPeer *a, *b;
+  guint64 first;
+
+  tlspyo_router_set_next_id (rec->router, 1000);
+  tlspyo_router_set_next_id (rec->router, 10);  /* never backwards */
+  g_assert_cmpuint (tlspyo_router_get_next_id (rec->router), ==, 1000);
+  a = join_ok (rec, "a", "g", NULL);
+  tlspyo_router_resume (rec->router, a, session, NULL);
+  tlspyo_router_produce (rec->router, "g", o1, 3);
+  tlspyo_router_produce (rec->router, "g", o2, 1);
+  g_assert_cmpuint (tlspyo_router_get_next_id (rec->router), ==, 1004);
+  tlspyo_router_notify (rec->router, a, "g", 2);
+  g_assert_cmpuint (rec->deliveries->len, ==, 2);
+  first = ((Delivery *) g_ptr_array_index (rec->deliveries, 0))->number;
+  g_assert_cmpuint (first, ==, 1000);
+  g_assert_cmpuint (((Delivery *) g_ptr_array_index (rec->deliveries, 1))->number, ==, 1001);
+  g_ptr_array_set_size (rec->deliveries, 0);
+
+  /* Parked, then expired: back at the head, with the same ids. */
+  tlspyo_router_park (rec->router, a);
+  tlspyo_router_session_expire (rec->router, session);
+  b = join_ok (rec, "b", "g", NULL);
+  tlspyo_router_notify (rec->router, b, "g", -1);
+  g_assert_cmpuint (rec->deliveries->len, ==, 4);
+  for (guint i = 0; i < 4; i++)
+    g_assert_cmpuint (((Delivery *) g_ptr_array_index (rec->deliveries, i))->number, ==, 1000 + i);
+  assert_deliveries (rec, "b:g:o1", "b:g:o1", "b:g:o1", "b:g:o2", NULL);
+
+  /* Restored objects keep theirs, and later ids come after them. */
+  tlspyo_router_restore_queued (rec->router, "h", o1, 5000, 5000);
+  g_assert_cmpuint (tlspyo_router_get_next_id (rec->router), ==, 5001);
+  tlspyo_router_leave (rec->router, b);
+  tlspyo_router_session_free (rec->router, session);
+}
+
+/* Broadcast numbers: per group, from 1, the same for every recipient;
+ * the latest keeps its number on joining; a restored latest sets where
+ * numbering goes on. */
+static void
+test_broadcast_seq (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) b1 = object_new ("b1");
+  g_autoptr(GBytes) b2 = object_new ("b2");
+  Delivery *d;
+
+  g_assert_cmpuint (tlspyo_router_get_instance (rec->router), !=, 0);
+  join_ok (rec, "a", "g", NULL);
+  join_ok (rec, "b", "g", NULL);
+  tlspyo_router_broadcast (rec->router, "g", b1);
+  tlspyo_router_broadcast (rec->router, "h", b1);
+  tlspyo_router_broadcast (rec->router, "g", b2);
+  g_assert_cmpuint (rec->deliveries->len, ==, 4);
+  g_assert_cmpuint (((Delivery *) g_ptr_array_index (rec->deliveries, 0))->number, ==, 1);
+  g_assert_cmpuint (((Delivery *) g_ptr_array_index (rec->deliveries, 1))->number, ==, 1);
+  g_assert_cmpuint (((Delivery *) g_ptr_array_index (rec->deliveries, 2))->number, ==, 2);
+  g_assert_cmpuint (((Delivery *) g_ptr_array_index (rec->deliveries, 3))->number, ==, 2);
+  g_assert_cmpuint (tlspyo_router_get_latest_seq (rec->router, "g"), ==, 2);
+  g_assert_cmpuint (tlspyo_router_get_latest_seq (rec->router, "h"), ==, 1);
+  g_ptr_array_set_size (rec->deliveries, 0);
+
+  join_ok (rec, "late", "g", NULL);
+  d = g_ptr_array_index (rec->deliveries, 0);
+  g_assert_cmpuint (d->number, ==, 2);
+  assert_deliveries (rec, "late:g:b2", NULL);
+
+  tlspyo_router_set_instance (rec->router, 42);
+  g_assert_cmpuint (tlspyo_router_get_instance (rec->router), ==, 42);
+  tlspyo_router_restore_latest (rec->router, "k", b1, 70);
+  g_assert_cmpuint (tlspyo_router_get_latest_seq (rec->router, "k"), ==, 70);
+  join_ok (rec, "c", "k", NULL);
+  g_assert_cmpuint (((Delivery *) g_ptr_array_index (rec->deliveries, 0))->number, ==, 70);
+  assert_deliveries (rec, "c:k:b1", NULL);
+  tlspyo_router_broadcast (rec->router, "k", b2);
+  g_assert_cmpuint (((Delivery *) g_ptr_array_index (rec->deliveries, 0))->number, ==, 71);
+  assert_deliveries (rec, "c:k:b2", NULL);
+}
+
+/* A store restores a parked session: resumable, and resumed as usual. */
+static void
+test_session_restore_parked (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GBytes) o1 = object_new ("o1");
+  g_autoptr(GBytes) o2 = object_new ("o2");
+  g_autoptr(GVariant) got1 = received_counts ("g", 1);
+  TlspyoRouterSession *session = tlspyo_router_session_new (rec->router);
+  TlspyoRouterPeer *a, *b;
+
+  tlspyo_router_restore_parked (rec->router, session, "g", o1, 7);
+  tlspyo_router_restore_parked (rec->router, session, "g", o2, 8);
+  g_assert_true (tlspyo_router_session_is_resumable (session));
+  g_assert_cmpuint (tlspyo_router_get_n_in_flight (rec->router, "g"), ==, 2);
+  g_assert_cmpuint (tlspyo_router_get_next_id (rec->router), ==, 9);
+  b = join_ok (rec, "b", "g", NULL);
+  tlspyo_router_notify (rec->router, b, "g", 5);
+  a = join_ok (rec, "a", "g", NULL);
+  /* It received o1 only: o2 goes back. */
+  g_assert_true (tlspyo_router_resume (rec->router, a, session, got1));
+  assert_deliveries (rec, "b:g:o2", NULL);
+  g_assert_true (tlspyo_router_taken (rec->router, a, "g", 1));
+  g_assert_cmpuint (tlspyo_router_get_n_in_flight (rec->router, "g"), ==, 1);
+  tlspyo_router_leave (rec->router, a);
+  tlspyo_router_leave (rec->router, b);
+  tlspyo_router_session_free (rec->router, session);
+}
+
 static void
 test_free_with_state (void)
 {
@@ -1150,6 +1403,220 @@ test_free_with_state (void)
   g_clear_pointer (&rec->router, tlspyo_router_free);
   g_assert_cmpuint (n_freed, ==, 2);
   assert_no_deliveries (rec);
+}
+
+/* The journal (durable relay): every change of durable state, in order. */
+
+static void
+journal_queued (guint64 id, const char *group, GBytes *object, gpointer user_data)
+{
+  g_ptr_array_add (user_data, g_strdup_printf ("queued %" G_GUINT64_FORMAT " %s %.*s", id,
+                                               group, (int) g_bytes_get_size (object),
+                                               (const char *) g_bytes_get_data (object, NULL)));
+}
+
+static void
+journal_held (guint64 id, gpointer session_data, guint64 index, gpointer user_data)
+{
+  g_ptr_array_add (user_data, g_strdup_printf ("held %" G_GUINT64_FORMAT " %s #%" G_GUINT64_FORMAT,
+                                               id, (const char *) session_data, index));
+}
+
+static void
+journal_removed (guint64 id, gpointer user_data)
+{
+  g_ptr_array_add (user_data, g_strdup_printf ("removed %" G_GUINT64_FORMAT, id));
+}
+
+static void
+journal_requeued (guint64 id, gint64 position, gpointer user_data)
+{
+  g_ptr_array_add (user_data, g_strdup_printf ("requeued %" G_GUINT64_FORMAT " at %" G_GINT64_FORMAT,
+                                               id, position));
+}
+
+static void
+journal_latest (const char *group, guint64 seq, GBytes *object, gpointer user_data)
+{
+  g_ptr_array_add (user_data, g_strdup_printf ("latest %s %" G_GUINT64_FORMAT " %.*s", group, seq,
+                                               (int) g_bytes_get_size (object),
+                                               (const char *) g_bytes_get_data (object, NULL)));
+}
+
+static void
+journal_next_id (guint64 next_id, gpointer user_data)
+{
+  g_ptr_array_add (user_data, g_strdup_printf ("next %" G_GUINT64_FORMAT, next_id));
+}
+
+static const TlspyoRouterJournal test_journal = {
+  journal_queued, journal_held, journal_removed, journal_requeued, journal_latest,
+  journal_next_id,
+};
+
+/* Checks the journal entries since the last call, and forgets them. */
+static void
+assert_journal (GPtrArray *journal,
+                ...)
+{
+  g_autoptr(GString) expected = g_string_new (NULL);
+  g_autoptr(GString) got = g_string_new (NULL);
+  const char *entry;
+  va_list args;
+
+  va_start (args, journal);
+  while ((entry = va_arg (args, const char *)) != NULL)
+    g_string_append_printf (expected, "%s; ", entry);
+  va_end (args);
+  for (guint i = 0; i < journal->len; i++)
+    g_string_append_printf (got, "%s; ", (const char *) journal->pdata[i]);
+  g_assert_cmpstr (got->str, ==, expected->str);
+  g_ptr_array_set_size (journal, 0);
+}
+
+static void
+test_journal_changes (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GPtrArray) journal = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GBytes) o1 = object_new ("o1");
+  g_autoptr(GBytes) o2 = object_new ("o2");
+  g_autoptr(GBytes) b1 = object_new ("b1");
+  g_autoptr(GVariant) got2 = received_counts ("g", 2);
+  TlspyoRouterSession *session = tlspyo_router_session_new (rec->router);
+  TlspyoRouterPeer *a, *b, *c;
+
+  tlspyo_router_session_set_data (session, (gpointer) "S");
+  g_assert_true (tlspyo_router_session_get_data (session) == (gpointer) "S");
+  tlspyo_router_set_journal (rec->router, &test_journal, journal);
+
+  /* Queued in order, each copy with its id; the next id once per produce. */
+  tlspyo_router_produce (rec->router, "g", o1, 2);
+  tlspyo_router_produce (rec->router, "g", o2, 1);
+  assert_journal (journal, "next 3", "queued 1 g o1", "queued 2 g o1", "next 4", "queued 3 g o2",
+                  NULL);
+
+  /* Handed to a session's consumer: held, numbered by the session's count. */
+  a = join_ok (rec, "a", "g", NULL);
+  /* A new session: nothing kept. */
+  g_assert_false (tlspyo_router_resume (rec->router, a, session, NULL));
+  tlspyo_router_notify (rec->router, a, "g", 3);
+  assert_journal (journal, "held 1 S #1", "held 2 S #2", "held 3 S #3", NULL);
+
+  /* Taken: removed, oldest first. */
+  g_assert_true (tlspyo_router_taken (rec->router, a, "g", 1));
+  assert_journal (journal, "removed 1", NULL);
+
+  /* Parked: nothing changes for the store (still held by the session). */
+  tlspyo_router_park (rec->router, a);
+  assert_journal (journal, NULL);
+
+  /* Resumed having received 2 of the 3 handed: the third goes back to the
+   * head of the queue, before everything queued; the second stays held. */
+  c = join_ok (rec, "c", "g", NULL);
+  g_assert_true (tlspyo_router_resume (rec->router, c, session, got2));
+  assert_journal (journal, "requeued 3 at 0", NULL);
+
+  /* A consumer without a session: its hand-outs are not held (for the
+   * store, still queued), its leaving requeues them. */
+  b = join_ok (rec, "b", "g", NULL);
+  tlspyo_router_notify (rec->router, b, "g", 1);
+  assert_journal (journal, NULL);
+  assert_deliveries (rec, "a:g:o1", "a:g:o1", "a:g:o2", "b:g:o2", NULL);
+  tlspyo_router_leave (rec->router, b);
+  assert_journal (journal, "requeued 3 at -1", NULL);
+
+  /* Produced to a ready consumer: queued then held at once. */
+  tlspyo_router_notify (rec->router, c, "g", 2);
+  assert_journal (journal, "held 3 S #3", NULL);
+  tlspyo_router_produce (rec->router, "g", o2, 1);
+  assert_journal (journal, "next 5", "queued 4 g o2", "held 4 S #4", NULL);
+
+  /* A goodbye: everything in flight goes back, at the head, in order. */
+  tlspyo_router_leave (rec->router, c);
+  assert_journal (journal, "requeued 4 at -2", "requeued 3 at -3", "requeued 2 at -4", NULL);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 3);
+
+  /* Dropped from a full queue: removed, oldest first. */
+  tlspyo_router_accept_group (rec->router, "g", -1, 1);
+  assert_journal (journal, "removed 2", "removed 3", NULL);
+
+  /* Broadcasts: the latest, with its number. */
+  tlspyo_router_broadcast (rec->router, "g", b1);
+  tlspyo_router_broadcast (rec->router, "g", b1);
+  assert_journal (journal, "latest g 1 b1", "latest g 2 b1", NULL);
+
+  /* A refused group (only "g" is declared) changes nothing durable. */
+  tlspyo_router_broadcast (rec->router, "nope", b1);
+  tlspyo_router_produce (rec->router, "nope", o1, 1);
+  assert_journal (journal, NULL);
+
+  /* Without a journal, nothing is reported. */
+  tlspyo_router_set_journal (rec->router, NULL, NULL);
+  tlspyo_router_produce (rec->router, "g", o1, 1);
+  g_assert_cmpuint (journal->len, ==, 0);
+  g_ptr_array_set_size (rec->deliveries, 0);
+  tlspyo_router_session_free (rec->router, session);
+}
+
+/* Restored objects keep their places: a requeued one sorts before
+ * the restored queue's head, whatever its position was. */
+static void
+test_journal_restored_positions (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GPtrArray) journal = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GBytes) o1 = object_new ("o1");
+  g_autoptr(GBytes) o2 = object_new ("o2");
+  g_autoptr(GBytes) o3 = object_new ("o3");
+  TlspyoRouterSession *session = tlspyo_router_session_new (rec->router);
+  TlspyoRouterPeer *a;
+
+  tlspyo_router_session_set_data (session, (gpointer) "S");
+  tlspyo_router_restore_queued (rec->router, "g", o1, 10, -7);
+  tlspyo_router_restore_queued (rec->router, "g", o2, 11, 11);
+  tlspyo_router_restore_parked (rec->router, session, "g", o3, 9);
+  tlspyo_router_set_journal (rec->router, &test_journal, journal);
+  tlspyo_router_session_expire (rec->router, session);
+  assert_journal (journal, "requeued 9 at -8", NULL);
+  a = join_ok (rec, "a", "g", NULL);
+  tlspyo_router_notify (rec->router, a, "g", -1);
+  assert_deliveries (rec, "a:g:o3", "a:g:o1", "a:g:o2", NULL);
+  tlspyo_router_leave (rec->router, a);
+  tlspyo_router_session_free (rec->router, session);
+}
+
+/* A restored session knows its counts only in the groups where it has
+ * objects parked: resuming, it takes the endpoint's counts in the others,
+ * so that what it hands there is numbered on from them (and a later
+ * restore tells what the endpoint never received). */
+static void
+test_journal_resume_counts (void)
+{
+  g_autoptr(Recorder) rec = recorder_new ();
+  g_autoptr(GPtrArray) journal = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GBytes) o1 = object_new ("o1");
+  g_autoptr(GBytes) o2 = object_new ("o2");
+  g_autoptr(GVariant) received = g_variant_ref_sink (g_variant_new_parsed ("{'g': @t 4, 'h': 5}"));
+  TlspyoRouterSession *session = tlspyo_router_session_new (rec->router);
+  TlspyoRouterPeer *a;
+
+  tlspyo_router_session_set_data (session, (gpointer) "S");
+  tlspyo_router_restore_parked (rec->router, session, "g", o1, 3);
+  tlspyo_router_session_set_handed (session, "g", 4);
+  tlspyo_router_set_journal (rec->router, &test_journal, journal);
+  a = join_ok (rec, "a", "g", "h", NULL);
+  g_assert_true (tlspyo_router_resume (rec->router, a, session, received));
+  assert_journal (journal, NULL);
+  tlspyo_router_produce (rec->router, "h", o2, 1);
+  tlspyo_router_produce (rec->router, "g", o2, 1);
+  tlspyo_router_notify (rec->router, a, "h", 1);
+  tlspyo_router_notify (rec->router, a, "g", 1);
+  assert_journal (journal, "next 5", "queued 4 h o2", "next 6", "queued 5 g o2",
+                  "held 4 S #6", "held 5 S #5", NULL);
+  g_ptr_array_set_size (rec->deliveries, 0);
+  tlspyo_router_leave (rec->router, a);
+  tlspyo_router_session_free (rec->router, session);
 }
 
 int
@@ -1192,6 +1659,15 @@ main (int    argc,
   g_test_add_func ("/router/introspection/unknown", test_introspection_unknown);
   g_test_add_func ("/router/free/with-state", test_free_with_state);
   g_test_add_func ("/router/delivery/kinds", test_delivery_kinds);
+  g_test_add_func ("/router/session/park-resume", test_session_park_resume);
+  g_test_add_func ("/router/session/expire", test_session_expire);
+  g_test_add_func ("/router/session/free-requeues", test_session_free_requeues);
+  g_test_add_func ("/router/session/restore-parked", test_session_restore_parked);
+  g_test_add_func ("/router/ids", test_ids);
+  g_test_add_func ("/router/broadcast/seq", test_broadcast_seq);
+  g_test_add_func ("/router/journal/changes", test_journal_changes);
+  g_test_add_func ("/router/journal/restored-positions", test_journal_restored_positions);
+  g_test_add_func ("/router/journal/resume-counts", test_journal_resume_counts);
 
   return g_test_run ();
 }

@@ -146,7 +146,7 @@ tlspyo_auth_secret_get_key (TlspyoAuthSecret *secret,
                             GError          **error)
 {
   CachedKey entry = { 0 };
-  g_autoptr(GMutexLocker) locker = g_mutex_locker_new (&secret->mutex);
+  g_autoptr(GMutexLocker) locker G_GNUC_UNUSED = g_mutex_locker_new (&secret->mutex);
 
   if (salt_len > sizeof entry.salt)
     {

@@ -59,8 +59,37 @@ void              tlspyo_connection_close_when_flushed (TlspyoConnection *conn,
 gboolean          tlspyo_connection_is_closed  (TlspyoConnection *conn);
 const char       *tlspyo_connection_get_peer   (TlspyoConnection *conn);
 gsize             tlspyo_connection_get_queued_bytes (TlspyoConnection *conn);
+/* Whether the peer closed the stream in the middle of a frame: a protocol
+ * error from a peer that is still there, but also what a network cut or
+ * a killed peer looks like. */
+gboolean          tlspyo_connection_get_truncated (TlspyoConnection *conn);
 guint64           tlspyo_connection_get_bytes_in  (TlspyoConnection *conn);
 guint64           tlspyo_connection_get_bytes_out (TlspyoConnection *conn);
+/* What the kernel knows of the peer, TLS records included: @acked, the
+ * bytes of ours the peer's TCP stack acknowledged (it grows while the peer
+ * takes what we send, even when our last write finished long ago and our
+ * data waits in socket buffers); @received, the bytes the peer sent that
+ * reached our socket, read by us yet or not. FALSE, and both 0, when
+ * unknown (not Linux, not a TCP socket, closed). */
+gboolean          tlspyo_connection_get_tcp_counters (TlspyoConnection *conn,
+                                                      guint64          *acked,
+                                                      guint64          *received);
+
+/* The durable relay's write gate: while it is closed (state changes not
+ * committed yet), no byte of a connection that uses it leaves; opening it
+ * restarts the writes that waited. Shared by the relay's connections, so
+ * that one commit releases them all. Worker thread only. */
+typedef struct _TlspyoWriteGate TlspyoWriteGate;
+
+TlspyoWriteGate  *tlspyo_write_gate_new        (void);
+TlspyoWriteGate  *tlspyo_write_gate_ref        (TlspyoWriteGate  *gate);
+void              tlspyo_write_gate_unref      (TlspyoWriteGate  *gate);
+void              tlspyo_write_gate_close      (TlspyoWriteGate  *gate);
+void              tlspyo_write_gate_open       (TlspyoWriteGate  *gate);
+gboolean          tlspyo_write_gate_is_closed  (TlspyoWriteGate  *gate);
+/* Once, before the first write. */
+void              tlspyo_connection_set_write_gate (TlspyoConnection *conn,
+                                                    TlspyoWriteGate  *gate);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (TlspyoConnection, tlspyo_connection_unref)
 

@@ -3,6 +3,12 @@
 
 #include <string.h>
 
+#if defined(__linux__)
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <linux/tcp.h>
+#endif
+
 #include "tlspyo-connection-private.h"
 #include "tlspyo-error.h"
 #include "tlspyo-worker-private.h"
@@ -15,6 +21,13 @@
 #define COALESCE_MAX       (16 * 1024)
 #define STAGING_MAX        (512 * 1024)
 #define MAX_VECTORS        64
+/* At most this much goes into one write: a large body leaves in slices,
+ * and each slice written counts in bytes_out as soon as it is out. The
+ * keepalive of a connection sending a long body hears nothing from the peer
+ * (its PING waits behind the body), so the body's own progress, bytes the
+ * peer takes, is what shows the peer alive; one write of the whole body
+ * would show nothing until its end. */
+#define WRITE_SLICE_MAX    (1024 * 1024)
 
 struct _TlspyoConnection {
   gatomicrefcount                  ref_count;
@@ -42,16 +55,38 @@ struct _TlspyoConnection {
 
   gboolean                         started;
   gboolean                         closed;
+  gboolean                         truncated;
   gboolean                         stream_closing;
   gboolean                         close_when_flushed;
   GError                          *flush_close_error;
 
+  TlspyoWriteGate                 *gate;          /* or NULL: writes never wait */
+  gboolean                         gate_waiting;  /* in gate->waiting */
+
   guint64                          bytes_in;
   guint64                          bytes_out;
+  GSocket                         *socket;   /* under @stream, or NULL */
 };
 
 static void start_read  (TlspyoConnection *conn);
 static void start_write (TlspyoConnection *conn);
+static gboolean gate_holds  (TlspyoConnection *conn);
+static void     gate_forget (TlspyoConnection *conn);
+
+/* The TCP socket under @stream (through TLS), or NULL (pipes in the fuzz
+ * targets, or a stream of another kind). */
+static GSocket *
+find_socket (GIOStream *stream)
+{
+  g_autoptr(GIOStream) base = NULL;
+
+  if (G_IS_SOCKET_CONNECTION (stream))
+    return g_object_ref (g_socket_connection_get_socket (G_SOCKET_CONNECTION (stream)));
+  if (!G_IS_TLS_CONNECTION (stream))
+    return NULL;
+  g_object_get (stream, "base-io-stream", &base, NULL);
+  return base != NULL ? find_socket (base) : NULL;
+}
 
 TlspyoConnection *
 tlspyo_connection_new (GIOStream                       *stream,
@@ -67,6 +102,7 @@ tlspyo_connection_new (GIOStream                       *stream,
   conn->output = g_io_stream_get_output_stream (stream);
   conn->cancellable = g_cancellable_new ();
   conn->peer = g_strdup (peer);
+  conn->socket = find_socket (stream);
   conn->callbacks = callbacks;
   conn->user_data = user_data;
   conn->decoder = tlspyo_frame_decoder_new (TLSPYO_FRAME_MAX_META_HANDSHAKE, 0,
@@ -100,10 +136,12 @@ tlspyo_connection_unref (TlspyoConnection *conn)
   g_queue_clear_full (&conn->pending, (GDestroyNotify) g_bytes_unref);
   g_byte_array_unref (conn->staging);
   g_clear_error (&conn->flush_close_error);
+  g_clear_pointer (&conn->gate, tlspyo_write_gate_unref);
   tlspyo_frame_decoder_free (conn->decoder);
   g_free (conn->read_buffer);
   g_free (conn->peer);
   g_object_unref (conn->cancellable);
+  g_clear_object (&conn->socket);
   g_object_unref (conn->stream);
   g_free (conn);
   tlspyo_worker_unhold ();
@@ -136,6 +174,12 @@ tlspyo_connection_get_queued_bytes (TlspyoConnection *conn)
   return conn->queued_bytes;
 }
 
+gboolean
+tlspyo_connection_get_truncated (TlspyoConnection *conn)
+{
+  return conn->truncated;
+}
+
 guint64
 tlspyo_connection_get_bytes_in (TlspyoConnection *conn)
 {
@@ -146,6 +190,32 @@ guint64
 tlspyo_connection_get_bytes_out (TlspyoConnection *conn)
 {
   return conn->bytes_out;
+}
+
+gboolean
+tlspyo_connection_get_tcp_counters (TlspyoConnection *conn,
+                                    guint64          *acked,
+                                    guint64          *received)
+{
+#if defined(__linux__) && defined(TCP_INFO)
+  struct tcp_info info;
+  socklen_t len = sizeof info;
+
+  *acked = *received = 0;
+  if (conn->socket == NULL || conn->closed)
+    return FALSE;
+  memset (&info, 0, sizeof info);
+  /* Fails on a socket that is not TCP; kernels before 4.1 fill less. */
+  if (getsockopt (g_socket_get_fd (conn->socket), IPPROTO_TCP, TCP_INFO, &info, &len) != 0 ||
+      len < G_STRUCT_OFFSET (struct tcp_info, tcpi_bytes_received) + sizeof info.tcpi_bytes_received)
+    return FALSE;
+  *acked = info.tcpi_bytes_acked;
+  *received = info.tcpi_bytes_received;
+  return TRUE;
+#else
+  *acked = *received = 0;
+  return FALSE;
+#endif
 }
 
 static void
@@ -181,6 +251,7 @@ tlspyo_connection_close (TlspyoConnection *conn,
   if (conn->closed)
     return;
   conn->closed = TRUE;
+  gate_forget (conn);
 
   tlspyo_connection_ref (conn);
   g_cancellable_cancel (conn->cancellable);
@@ -251,7 +322,8 @@ read_cb (GObject      *source,
   if (n == 0)
     {
       g_autoptr(GError) eof = NULL;
-      if (tlspyo_frame_decoder_get_buffered (conn->decoder) > 0)
+      conn->truncated = tlspyo_frame_decoder_get_buffered (conn->decoder) > 0;
+      if (conn->truncated)
         eof = g_error_new (TLSPYO_ERROR, TLSPYO_ERROR_PROTOCOL,
                            "%s closed the connection in the middle of a frame", conn->peer);
       else
@@ -368,7 +440,9 @@ writev_cb (GObject      *source,
 static void
 start_write (TlspyoConnection *conn)
 {
-  if (conn->closed || conn->writing)
+  gsize total = 0;
+
+  if (conn->closed || conn->writing || gate_holds (conn))
     return;
 
   flush_staging (conn);
@@ -382,14 +456,27 @@ start_write (TlspyoConnection *conn)
       return;
     }
 
-  while (conn->n_inflight < MAX_VECTORS && !g_queue_is_empty (&conn->pending))
+  while (conn->n_inflight < MAX_VECTORS && total < WRITE_SLICE_MAX &&
+         !g_queue_is_empty (&conn->pending))
     {
       GBytes *piece = g_queue_pop_head (&conn->pending);
-      gsize size = 0;
+      gsize size = g_bytes_get_size (piece);
 
-      conn->vectors[conn->n_inflight].buffer = g_bytes_get_data (piece, &size);
+      if (size > WRITE_SLICE_MAX - total)
+        {
+          /* The rest goes in a later write; slices share the buffer. */
+          gsize room = WRITE_SLICE_MAX - total;
+          GBytes *whole = piece;
+
+          g_queue_push_head (&conn->pending, g_bytes_new_from_bytes (whole, room, size - room));
+          piece = g_bytes_new_from_bytes (whole, 0, room);
+          g_bytes_unref (whole);
+          size = room;
+        }
+      conn->vectors[conn->n_inflight].buffer = g_bytes_get_data (piece, NULL);
       conn->vectors[conn->n_inflight].size = size;
       conn->inflight[conn->n_inflight++] = piece;
+      total += size;
     }
 
   conn->writing = TRUE;
@@ -490,4 +577,111 @@ tlspyo_connection_send_serialized (TlspyoConnection *conn,
 
   tlspyo_frame_append_serialized (conn->staging, type, meta, body_size (body, body_trailer));
   queue_body (conn, old_len, body, body_trailer);
+}
+
+/* The write gate (durable relay) */
+
+struct _TlspyoWriteGate {
+  guint      ref_count;  /* worker thread only, as the connections */
+  gboolean   closed;
+  GPtrArray *waiting;    /* of TlspyoConnection, a reference each */
+};
+
+TlspyoWriteGate *
+tlspyo_write_gate_new (void)
+{
+  TlspyoWriteGate *gate = g_new0 (TlspyoWriteGate, 1);
+
+  gate->ref_count = 1;
+  gate->waiting = g_ptr_array_new ();
+  return gate;
+}
+
+TlspyoWriteGate *
+tlspyo_write_gate_ref (TlspyoWriteGate *gate)
+{
+  gate->ref_count++;
+  return gate;
+}
+
+void
+tlspyo_write_gate_unref (TlspyoWriteGate *gate)
+{
+  if (--gate->ref_count > 0)
+    return;
+  /* Waiting connections hold a reference to the gate: none is left. */
+  g_assert (gate->waiting->len == 0);
+  g_ptr_array_unref (gate->waiting);
+  g_free (gate);
+}
+
+void
+tlspyo_write_gate_close (TlspyoWriteGate *gate)
+{
+  gate->closed = TRUE;
+}
+
+gboolean
+tlspyo_write_gate_is_closed (TlspyoWriteGate *gate)
+{
+  return gate->closed;
+}
+
+/* Restarts the writes that waited. A connection's write may close it, and
+ * its closed callback change state again and close the gate: the
+ * connections after it then wait again, for the next opening. */
+void
+tlspyo_write_gate_open (TlspyoWriteGate *gate)
+{
+  g_autoptr(GPtrArray) waiting = NULL;
+
+  gate->closed = FALSE;
+  if (gate->waiting->len == 0)
+    return;
+  waiting = g_steal_pointer (&gate->waiting);
+  gate->waiting = g_ptr_array_new ();
+  for (guint i = 0; i < waiting->len; i++)
+    {
+      TlspyoConnection *conn = g_ptr_array_index (waiting, i);
+
+      conn->gate_waiting = FALSE;
+      start_write (conn);
+      tlspyo_connection_unref (conn);
+    }
+}
+
+void
+tlspyo_connection_set_write_gate (TlspyoConnection *conn,
+                                  TlspyoWriteGate  *gate)
+{
+  g_return_if_fail (conn->gate == NULL);
+
+  conn->gate = tlspyo_write_gate_ref (gate);
+}
+
+/* Whether @conn's write must wait for the gate; if so, it waits (once). */
+static gboolean
+gate_holds (TlspyoConnection *conn)
+{
+  if (conn->gate == NULL || !conn->gate->closed)
+    return FALSE;
+  if (!conn->gate_waiting)
+    {
+      conn->gate_waiting = TRUE;
+      g_ptr_array_add (conn->gate->waiting, tlspyo_connection_ref (conn));
+    }
+  return TRUE;
+}
+
+/* A closed connection writes nothing more: it stops waiting, which also
+ * breaks the reference cycle with a gate that never opens again. */
+static void
+gate_forget (TlspyoConnection *conn)
+{
+  if (!conn->gate_waiting)
+    return;
+  conn->gate_waiting = FALSE;
+  g_ptr_array_remove_fast (conn->gate->waiting, conn);
+  /* The caller (close) holds a reference of its own. */
+  tlspyo_connection_unref (conn);
 }

@@ -10,7 +10,7 @@
 G_BEGIN_DECLS
 
 #define TLSPYO_FRAME_MAGIC        0x54  /* 'T' */
-#define TLSPYO_PROTOCOL_VERSION   1
+#define TLSPYO_PROTOCOL_VERSION   2
 #define TLSPYO_FRAME_HEADER_SIZE  16
 
 /* Before authentication only handshake frames are read, and their metadata
@@ -33,16 +33,20 @@ typedef enum {
   TLSPYO_FRAME_OBJECT    = 6,  /* endpoint -> relay  (a{si}) destinations; body: object */
   TLSPYO_FRAME_NOTIFY    = 7,  /* endpoint -> relay  (si)    group, count */
   TLSPYO_FRAME_ACK       = 8,  /* relay -> endpoint  (t)     frames handled since WELCOME */
-  TLSPYO_FRAME_DELIVER   = 9,  /* relay -> endpoint  (s)     group; body: object */
+  TLSPYO_FRAME_DELIVER   = 9,  /* relay -> endpoint  (stt)   group, relay instance, broadcast sequence; body: object */
   TLSPYO_FRAME_BYE       = 10, /* either way         (s)     reason; then the sender closes */
   TLSPYO_FRAME_PING      = 11, /* either way         (t)     token; answered by PONG */
   TLSPYO_FRAME_PONG      = 12, /* either way         (t)     the PING's token */
   TLSPYO_FRAME_PRODUCED  = 13, /* relay -> endpoint  (sb)    group, used credit; body: object */
   TLSPYO_FRAME_DENIED    = 14, /* relay -> endpoint  (uss)   TlspyoError code, group, reason */
   TLSPYO_FRAME_HELLO_USER = 15, /* endpoint -> relay (uays)  HELLO with a user name */
-  TLSPYO_FRAME_SESSION   = 16, /* endpoint -> relay  (ayt)   session id, first sequence number it may send */
-  TLSPYO_FRAME_RESUMED   = 17, /* relay -> endpoint  (tt)    next sequence number expected, max-object-size */
-  TLSPYO_FRAME_TAKEN     = 18, /* endpoint -> relay  (a{su}) group -> produced objects the application took */
+  TLSPYO_FRAME_SESSION   = 16, /* endpoint -> relay  (ayta{st}a{s(tt)}) session id, first sequence number
+                                * it may send, group -> produced objects received, group -> (instance,
+                                * sequence) of the last broadcast seen */
+  TLSPYO_FRAME_RESUMED   = 17, /* relay -> endpoint  (ttb)   next sequence number expected, max-object-size,
+                                * whether the objects in flight to the session were kept */
+  TLSPYO_FRAME_TAKEN     = 18, /* endpoint -> relay  (a{su}) group -> produced objects the application took;
+                                * sequenced */
 } TlspyoFrameType;
 
 #define TLSPYO_FRAME_TYPE_LAST TLSPYO_FRAME_TAKEN

@@ -24,15 +24,15 @@ static const struct {
   [TLSPYO_FRAME_OBJECT]    = { "OBJECT",    "(a{si})", TRUE  },
   [TLSPYO_FRAME_NOTIFY]    = { "NOTIFY",    "(si)",    FALSE },
   [TLSPYO_FRAME_ACK]       = { "ACK",       "(t)",     FALSE },
-  [TLSPYO_FRAME_DELIVER]   = { "DELIVER",   "(s)",     TRUE  },
+  [TLSPYO_FRAME_DELIVER]   = { "DELIVER",   "(stt)",   TRUE  },
   [TLSPYO_FRAME_BYE]       = { "BYE",       "(s)",     FALSE },
   [TLSPYO_FRAME_PING]      = { "PING",      "(t)",     FALSE },
   [TLSPYO_FRAME_PONG]      = { "PONG",      "(t)",     FALSE },
   [TLSPYO_FRAME_PRODUCED]  = { "PRODUCED",  "(sb)",    TRUE  },
   [TLSPYO_FRAME_DENIED]    = { "DENIED",    "(uss)",   FALSE },
   [TLSPYO_FRAME_HELLO_USER] = { "HELLO_USER", "(uays)", FALSE },
-  [TLSPYO_FRAME_SESSION]   = { "SESSION",   "(ayt)",   FALSE },
-  [TLSPYO_FRAME_RESUMED]   = { "RESUMED",   "(tt)",    FALSE },
+  [TLSPYO_FRAME_SESSION]   = { "SESSION",   "(ayta{st}a{s(tt)})", FALSE },
+  [TLSPYO_FRAME_RESUMED]   = { "RESUMED",   "(ttb)",   FALSE },
   [TLSPYO_FRAME_TAKEN]     = { "TAKEN",     "(a{su})", FALSE },
 };
 
@@ -70,6 +70,41 @@ tlspyo_frame_type_to_string (TlspyoFrameType type)
     return "unknown";
 
   return frame_types[type].name;
+}
+
+/* Byte order */
+
+/* Between the wire's byte order (little-endian) and the host's, either way:
+ * a swapped copy on big-endian hosts, @owned itself on the others. Takes a
+ * full reference and returns one. */
+static GVariant *
+swap_wire_order (GVariant *owned)
+{
+  if (G_BYTE_ORDER == G_BIG_ENDIAN)
+    {
+      GVariant *swapped = g_variant_take_ref (g_variant_byteswap (owned));
+
+      g_variant_unref (owned);
+      owned = swapped;
+    }
+  return owned;
+}
+
+/* @owned (a full reference) as it must go on the wire: in normal form,
+ * then little-endian. Values built with g_variant_new() are in normal form
+ * already and this costs nothing for them; only deserialized ones, which
+ * may not be, are copied. Returns a full reference. */
+static GVariant *
+wire_form (GVariant *owned)
+{
+  if (!g_variant_is_normal_form (owned))
+    {
+      GVariant *normal = g_variant_get_normal_form (owned);
+
+      g_variant_unref (owned);
+      owned = normal;
+    }
+  return swap_wire_order (owned);
 }
 
 /* Encoding */
@@ -118,23 +153,8 @@ tlspyo_frame_append (GByteArray      *out,
   g_return_if_fail (g_variant_is_of_type (owned, tlspyo_frame_meta_type (type)));
   g_return_if_fail (tlspyo_frame_type_has_body (type) ? body_len >= 2 : body_len == 0);
 
-  /* The peer rejects metadata that is not in normal form; values built with
-   * g_variant_new() are, so this only costs for deserialized ones. */
-  if (!g_variant_is_normal_form (owned))
-    {
-      GVariant *normal = g_variant_get_normal_form (owned);
-
-      g_variant_unref (owned);
-      owned = normal;
-    }
-
-  if (G_BYTE_ORDER == G_BIG_ENDIAN)
-    {
-      GVariant *swapped = g_variant_take_ref (g_variant_byteswap (owned));
-
-      g_variant_unref (owned);
-      owned = swapped;
-    }
+  /* The peer rejects metadata that is not in normal form. */
+  owned = wire_form (owned);
 
   meta_len = g_variant_get_size (owned);
   g_return_if_fail (meta_len <= G_MAXUINT32);
@@ -144,7 +164,10 @@ tlspyo_frame_append (GByteArray      *out,
   tlspyo_frame_write_header (out->data + old_len, type, (guint32) meta_len, body_len);
 
   /* g_variant_store() serializes in place, which needs a destination aligned
-   * for the type (8 at most); appending after other data may not give one. */
+   * for the type (8 at most); appending after other data may not give one.
+   * In place is why this is not tlspyo_frame_serialize_meta() followed by
+   * tlspyo_frame_append_serialized(): that serializes into a buffer of its
+   * own first, one more allocation for every frame. */
   dest = out->data + old_len + TLSPYO_FRAME_HEADER_SIZE;
   if (((guintptr) dest & 7) == 0)
     g_variant_store (owned, dest);
@@ -161,20 +184,7 @@ tlspyo_frame_serialize_meta (TlspyoFrameType  type,
   g_return_val_if_fail (frame_type_is_known (type), NULL);
   g_return_val_if_fail (g_variant_is_of_type (owned, tlspyo_frame_meta_type (type)), NULL);
 
-  if (!g_variant_is_normal_form (owned))
-    {
-      GVariant *normal = g_variant_get_normal_form (owned);
-
-      g_variant_unref (owned);
-      owned = normal;
-    }
-  if (G_BYTE_ORDER == G_BIG_ENDIAN)
-    {
-      GVariant *swapped = g_variant_take_ref (g_variant_byteswap (owned));
-
-      g_variant_unref (owned);
-      owned = swapped;
-    }
+  owned = wire_form (owned);
   return g_variant_get_data_as_bytes (owned);
 }
 
@@ -217,29 +227,10 @@ tlspyo_frame_encode (TlspyoFrameType  type,
 static GVariant *
 object_for_wire (GVariant *object)
 {
-  GVariant *owned = g_variant_ref_sink (object);
-
   /* The receiver does not check the object's normal form (that would mean
    * walking all of it), and GVariant silently replaces what it cannot read
-   * with default values: never send such data. Values built with
-   * g_variant_new() are trusted, so this costs nothing for them. */
-  if (!g_variant_is_normal_form (owned))
-    {
-      GVariant *normal = g_variant_get_normal_form (owned);
-
-      g_variant_unref (owned);
-      owned = normal;
-    }
-
-  if (G_BYTE_ORDER == G_BIG_ENDIAN)
-    {
-      GVariant *swapped = g_variant_take_ref (g_variant_byteswap (owned));
-
-      g_variant_unref (owned);
-      owned = swapped;
-    }
-
-  return owned;
+   * with default values: never send such data. */
+  return wire_form (g_variant_ref_sink (object));
 }
 
 void
@@ -341,13 +332,8 @@ body_unwrap (GBytes        *body,
                                                           body, FALSE));
   /* Byte order does not change whether the data fits: only swap (a copy
    * of the whole object) for a caller that reads the values. */
-  if (native_order && G_BYTE_ORDER == G_BIG_ENDIAN)
-    {
-      GVariant *swapped = g_variant_take_ref (g_variant_byteswap (wrapper));
-
-      g_variant_unref (wrapper);
-      wrapper = swapped;
-    }
+  if (native_order)
+    wrapper = swap_wire_order (wrapper);
 
   /* take_ref, not a plain assignment: when the child nests too deeply GLib
    * returns a fresh floating "()" instead of it. */
@@ -905,12 +891,7 @@ decoder_finish_meta (TlspyoFrameDecoder  *dec,
                              frame_types[dec->type].meta_type);
 
       if (G_BYTE_ORDER == G_BIG_ENDIAN)
-        {
-          GVariant *swapped = g_variant_take_ref (g_variant_byteswap (meta));
-
-          g_variant_unref (meta);
-          meta = swapped;
-        }
+        meta = swap_wire_order (meta);
       else
         {
           g_clear_pointer (&dec->last_meta[dec->type], g_variant_unref);

@@ -5,9 +5,11 @@
  * came from the peer for one interval we send PING, which the peer answers
  * at once with PONG; when nothing came for two intervals the peer is dead
  * (half-open TCP, a frozen process, an unplugged cable) and the connection
- * is closed with TLSPYO_ERROR_TIMED_OUT. Each side uses its own interval: a
- * PING is answered whatever the answerer's interval is. Used from the worker
- * thread only. */
+ * is closed with TLSPYO_ERROR_TIMED_OUT. What we send counts as a sign of
+ * life too once the peer takes enough of it (a long body going out: our
+ * PING waits behind it, so the peer cannot answer before it is out). Each
+ * side uses its own interval: a PING is answered whatever the answerer's
+ * interval is. Used from the worker thread only. */
 
 #include "tlspyo-connection-private.h"
 
@@ -18,8 +20,12 @@ typedef struct {
   GSource          *timer;
   double            interval;  /* seconds */
   gint64            last_rx;   /* monotonic µs of the last sign of life */
+  gint64            last_tick; /* monotonic µs of the last check */
+  gint64            period;    /* µs between checks */
   guint64           bytes_in;
   guint64           bytes_out;
+  guint64           tcp_acked;     /* see tlspyo_connection_get_tcp_counters() */
+  guint64           tcp_received;
   gboolean          ping_sent;
   guint64           n_pings;
 } TlspyoKeepalive;

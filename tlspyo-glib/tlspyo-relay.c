@@ -12,6 +12,7 @@
 #include "tlspyo-error.h"
 #include "tlspyo-keepalive-private.h"
 #include "tlspyo-router-private.h"
+#include "tlspyo-store-private.h"
 #include "tlspyo-tls-private.h"
 #include "tlspyo-worker-private.h"
 
@@ -49,8 +50,12 @@
 #define DEFAULT_HANDSHAKE_TIMEOUT 10
 #define DEFAULT_KEEPALIVE_INTERVAL 15.0
 #define DEFAULT_MAX_OUTPUT_BYTES ((guint64) 64 * 1024 * 1024)
+#define DEFAULT_SESSION_TIMEOUT 30.0
 /* How often a connection over max-output-bytes is checked for room. */
 #define OUTPUT_DRAIN_CHECK_MS 20
+
+/* Copies of one produced object a durable relay takes in one frame. */
+#define DURABLE_MAX_COPIES                  65536
 
 /* Limits against hostile peers (issue 6, docs/security.md), with defaults
  * safe for a relay on the Internet. */
@@ -188,11 +193,13 @@ struct _TlspyoRelay {
   guint             handshake_timeout;
   double            keepalive_interval;
   guint64           max_output_bytes;
+  double            session_timeout;
   GArray           *rules;  /* of GroupRule */
   gboolean          no_listen;  /* tlspyo_relay_set_listening() */
   RelayLimits       limits;
   GHashTable       *users;  /* name -> RelayUser */
   char             *client_certificates_dir;
+  char             *state_directory;  /* issue 5: NULL keeps state in memory */
 
   TlspyoWorker     *worker;
   RelayCore        *core;
@@ -221,6 +228,8 @@ enum {
   PROP_MAX_QUEUED_BYTES,
   PROP_CLIENT_CERTIFICATES_DIR,
   PROP_MAX_OUTPUT_BYTES,  /* issue 5 */
+  PROP_SESSION_TIMEOUT,   /* issue 5 */
+  PROP_STATE_DIRECTORY,   /* issue 5 */
   N_PROPS
 };
 
@@ -245,7 +254,7 @@ typedef enum {
   PEER_JOINED,
 } PeerState;
 
-typedef struct {
+typedef struct _RelayPeer {
   RelayCore         *core;
   PeerState          state;
   gboolean           refused;
@@ -265,6 +274,10 @@ typedef struct {
   TlspyoKeepalive    keepalive;
   struct _RelaySession *session;  /* issue 5: NULL until SESSION, or without one */
   guint64            next_seq;     /* of the next sequenced frame on this connection */
+  gboolean           said_bye;     /* left on purpose: nothing of it is parked */
+  /* The latest broadcasts due on joining (in early) wait for SESSION, which
+   * says which of them the endpoint has seen already. */
+  gboolean           early_held;
   /* Issue 5, bounded memory: while the connection is over max-output-bytes,
    * each group's latest broadcast waits here instead, replacing older
    * ones, until drain_timer finds room. */
@@ -286,8 +299,9 @@ typedef struct {
 } RelayPeer;
 
 typedef struct {
-  char   *group;
-  GBytes *object;
+  char    *group;
+  GBytes  *object;
+  guint64  seq;
 } EarlyDelivery;
 
 struct _RelayCore {
@@ -304,14 +318,32 @@ struct _RelayCore {
   guint            handshake_timeout;
   double           keepalive_interval;
   guint64          max_output_bytes;
+  double           session_timeout;
   GHashTable      *peers;
-  GHashTable      *deliver_meta;  /* group -> serialized DELIVER metadata */
+  GHashTable      *deliver_meta;  /* cache key -> serialized PRODUCED metadata */
+  /* The DELIVER metadata of the broadcast being delivered, built once for
+   * all its recipients. */
+  char            *broadcast_group;
+  guint64          broadcast_seq;
+  GBytes          *broadcast_meta;
   GHashTable      *sessions;      /* session id -> RelaySession (issue 5) */
   GQueue           sessions_lru;  /* of RelaySession, most recently used first */
   guint64          n_duplicates;  /* frames skipped as already handled */
   gint             n_joined;  /* read from other threads */
   gboolean         stopped;
   gboolean         no_listen;
+  TlspyoStore     *store;  /* with a state-directory; closed by core_stop_cb() */
+  /* The durable relay (issue 5, item 4), with a store only: the router's
+   * journal writes into the store's open transaction; commit_source
+   * commits it at the end of the dispatch; until then the gate holds
+   * every connection's output. */
+  TlspyoWriteGate *gate;
+  GSource         *commit_source;
+  GHashTable      *dirty_sessions;  /* RelaySession set, a reference each */
+  gboolean         next_id_dirty;
+  guint64          next_id;
+  gboolean         store_failed;    /* a commit failed: the relay serves no more */
+  char            *state_directory;
 
   /* Limits */
   RelayLimits      limits;
@@ -343,10 +375,15 @@ struct _RelayCore {
 #define MAX_SESSIONS 4096
 
 typedef struct _RelaySession {
-  guint   ref_count;  /* the table's and each peer's; worker thread only */
-  guint8  id[TLSPYO_SESSION_ID_SIZE];
-  guint64 next;       /* every sequenced frame numbered below was handled */
-  GList   lru_link;   /* in RelayCore.sessions_lru while in the table */
+  guint                ref_count;  /* the table's and each peer's; worker thread only */
+  guint8               id[TLSPYO_SESSION_ID_SIZE];
+  guint64              next;       /* every sequenced frame numbered below was handled */
+  GList                lru_link;   /* in RelayCore.sessions_lru while in the table */
+  RelayCore           *core;
+  TlspyoRouterSession *routing;    /* counts, and objects parked while it is away */
+  struct _RelayPeer   *peer;       /* its connection now, or NULL */
+  GSource             *park_timer; /* session-timeout, while objects are parked */
+  gboolean             evicted;    /* out of the table: the store forgot it */
 } RelaySession;
 
 static RelaySession *
@@ -357,10 +394,25 @@ relay_session_ref (RelaySession *session)
 }
 
 static void
+relay_session_stop_timer (RelaySession *session)
+{
+  if (session->park_timer != NULL)
+    {
+      g_source_destroy (session->park_timer);
+      g_clear_pointer (&session->park_timer, g_source_unref);
+    }
+}
+
+/* Forgotten (evicted, or the relay ends): what it had parked goes back to
+ * the queues. */
+static void
 relay_session_unref (RelaySession *session)
 {
-  if (--session->ref_count == 0)
-    g_free (session);
+  if (--session->ref_count > 0)
+    return;
+  relay_session_stop_timer (session);
+  tlspyo_router_session_free (session->core->router, session->routing);
+  g_free (session);
 }
 
 /* Session ids are random: any 4 of their bytes hash well. */
@@ -379,6 +431,8 @@ session_id_equal (gconstpointer a,
 {
   return memcmp (a, b, TLSPYO_SESSION_ID_SIZE) == 0;
 }
+
+static void core_state_changed (RelayCore *core);
 
 /* The record of session @id, made if new; borrowed. */
 static RelaySession *
@@ -399,10 +453,21 @@ core_session (RelayCore    *core,
       GList *oldest = g_queue_pop_tail_link (&core->sessions_lru);
       RelaySession *old = oldest->data;
 
+      old->evicted = TRUE;
+      if (core->store != NULL && !core->store_failed)
+        {
+          if (core->dirty_sessions != NULL)
+            g_hash_table_remove (core->dirty_sessions, old);
+          tlspyo_store_remove_session (core->store, old->id);
+          core_state_changed (core);
+        }
       g_hash_table_remove (core->sessions, old->id);  /* unrefs it */
     }
   session = g_new0 (RelaySession, 1);
   session->ref_count = 1;
+  session->core = core;
+  session->routing = tlspyo_router_session_new (core->router);
+  tlspyo_router_session_set_data (session->routing, session);
   memcpy (session->id, id, TLSPYO_SESSION_ID_SIZE);
   session->lru_link.data = session;
   g_hash_table_insert (core->sessions, session->id, session);
@@ -432,8 +497,18 @@ relay_core_unref (RelayCore *core)
   g_clear_pointer (&core->client_certificate_users, g_ptr_array_unref);
   tlspyo_auth_wipe (core->unknown_user_secret, sizeof core->unknown_user_secret);
   g_hash_table_unref (core->deliver_meta);
+  g_clear_pointer (&core->broadcast_meta, g_bytes_unref);
+  g_free (core->broadcast_group);
+  /* What follows changes nothing the store should keep. */
+  if (core->router != NULL)
+    tlspyo_router_set_journal (core->router, NULL, NULL);
+  g_clear_pointer (&core->dirty_sessions, g_hash_table_unref);
   g_hash_table_unref (core->sessions);
   g_clear_pointer (&core->router, tlspyo_router_free);
+  g_clear_pointer (&core->store, tlspyo_store_free);  /* when start() failed */
+  g_assert (core->commit_source == NULL);
+  g_clear_pointer (&core->gate, tlspyo_write_gate_unref);
+  g_free (core->state_directory);
   g_clear_object (&core->service);
   g_clear_object (&core->certificate);
   g_weak_ref_clear (&core->relay);
@@ -547,23 +622,28 @@ early_delivery_free (gpointer data)
   g_free (d);
 }
 
-/* The DELIVER metadata of each group, serialized once: a broadcast to many
- * endpoints then costs a header and a copy per recipient. */
+/* The DELIVER metadata of broadcast @seq of @group (borrowed), serialized
+ * once: the router delivers a broadcast to all its recipients in a row, so
+ * it then costs a header and a copy per recipient. */
 static GBytes *
-core_deliver_meta (RelayCore  *core,
-                   const char *group)
+core_broadcast_meta (RelayCore  *core,
+                     const char *group,
+                     guint64     seq)
 {
-  GBytes *meta = g_hash_table_lookup (core->deliver_meta, group);
-
-  if (meta == NULL)
+  if (core->broadcast_meta == NULL || core->broadcast_seq != seq ||
+      g_strcmp0 (core->broadcast_group, group) != 0)
     {
-      /* Group names come from the network: keep the cache bounded. */
-      if (g_hash_table_size (core->deliver_meta) >= 4096)
-        g_hash_table_remove_all (core->deliver_meta);
-      meta = tlspyo_frame_serialize_meta (TLSPYO_FRAME_DELIVER, g_variant_new ("(s)", group));
-      g_hash_table_insert (core->deliver_meta, g_strdup (group), meta);
+      g_clear_pointer (&core->broadcast_meta, g_bytes_unref);
+      g_free (core->broadcast_group);
+      core->broadcast_group = g_strdup (group);
+      core->broadcast_seq = seq;
+      core->broadcast_meta =
+        tlspyo_frame_serialize_meta (TLSPYO_FRAME_DELIVER,
+                                     g_variant_new ("(stt)", group,
+                                                    tlspyo_router_get_instance (core->router),
+                                                    seq));
     }
-  return meta;
+  return core->broadcast_meta;
 }
 
 /* Bounded memory (issue 5): a broadcast for an endpoint that reads slower
@@ -572,6 +652,7 @@ core_deliver_meta (RelayCore  *core,
  * below an object's size does not stop it. */
 typedef struct {
   GBytes  *object;
+  GBytes  *meta;
   guint64  n_coalesced;  /* older ones it replaced, never sent */
 } HeldBroadcast;
 
@@ -581,6 +662,7 @@ held_broadcast_free (gpointer data)
   HeldBroadcast *held = data;
 
   g_bytes_unref (held->object);
+  g_bytes_unref (held->meta);
   g_free (held);
 }
 
@@ -631,8 +713,8 @@ peer_drain_cb (gpointer data)
     {
       HeldBroadcast *held = value;
 
-      tlspyo_connection_send_serialized (peer->conn, TLSPYO_FRAME_DELIVER,
-                                         core_deliver_meta (peer->core, key), held->object, NULL);
+      tlspyo_connection_send_serialized (peer->conn, TLSPYO_FRAME_DELIVER, held->meta,
+                                         held->object, NULL);
       peer_report_coalesced (peer, key, held);
       g_hash_table_iter_remove (&iter);
     }
@@ -643,7 +725,8 @@ peer_drain_cb (gpointer data)
 static void
 peer_send_broadcast (RelayPeer  *peer,
                      const char *group,
-                     GBytes     *object)
+                     GBytes     *object,
+                     GBytes     *meta)
 {
   HeldBroadcast *held = peer->held != NULL ? g_hash_table_lookup (peer->held, group) : NULL;
 
@@ -652,14 +735,12 @@ peer_send_broadcast (RelayPeer  *peer,
       /* Room again before the timer saw it: the held one first, in order. */
       if (held != NULL)
         {
-          tlspyo_connection_send_serialized (peer->conn, TLSPYO_FRAME_DELIVER,
-                                             core_deliver_meta (peer->core, group),
+          tlspyo_connection_send_serialized (peer->conn, TLSPYO_FRAME_DELIVER, held->meta,
                                              held->object, NULL);
           peer_report_coalesced (peer, group, held);
           g_hash_table_remove (peer->held, group);
         }
-      tlspyo_connection_send_serialized (peer->conn, TLSPYO_FRAME_DELIVER,
-                                         core_deliver_meta (peer->core, group), object, NULL);
+      tlspyo_connection_send_serialized (peer->conn, TLSPYO_FRAME_DELIVER, meta, object, NULL);
       return;
     }
 
@@ -669,6 +750,9 @@ peer_send_broadcast (RelayPeer  *peer,
       g_bytes_ref (object);
       g_bytes_unref (held->object);
       held->object = object;
+      g_bytes_ref (meta);
+      g_bytes_unref (held->meta);
+      held->meta = meta;
       held->n_coalesced++;
       peer->n_coalesced++;
       return;
@@ -678,6 +762,7 @@ peer_send_broadcast (RelayPeer  *peer,
     peer->held = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, held_broadcast_free);
   held = g_new0 (HeldBroadcast, 1);
   held->object = g_bytes_ref (object);
+  held->meta = g_bytes_ref (meta);
   g_hash_table_insert (peer->held, g_strdup (group), held);
   if (peer->drain_timer == NULL)
     {
@@ -688,24 +773,67 @@ peer_send_broadcast (RelayPeer  *peer,
     }
 }
 
+/* Broadcast @seq of @group for @peer. The latest ones due on joining wait
+ * in early: until WELCOME is sent, then until SESSION says which the
+ * endpoint has seen. A newer broadcast of a group meanwhile replaces the
+ * one waiting, so that none goes backwards. */
 static void
-router_deliver (gpointer    peer_data,
+router_deliver (RelayPeer  *peer,
                 const char *group,
                 GBytes     *object,
-                gpointer    user_data)
+                guint64     seq)
 {
-  RelayPeer *peer = peer_data;
-
   if (peer->state != PEER_JOINED)
     {
       EarlyDelivery *d = g_new (EarlyDelivery, 1);
 
       d->group = g_strdup (group);
       d->object = g_bytes_ref (object);
+      d->seq = seq;
       g_ptr_array_add (peer->early, d);
       return;
     }
-  peer_send_broadcast (peer, group, object);
+  if (peer->early_held)
+    {
+      for (guint i = 0; i < peer->early->len; i++)
+        {
+          EarlyDelivery *d = g_ptr_array_index (peer->early, i);
+
+          if (g_str_equal (d->group, group))
+            {
+              g_ptr_array_remove_index (peer->early, i);
+              break;
+            }
+        }
+    }
+  peer_send_broadcast (peer, group, object, core_broadcast_meta (peer->core, group, seq));
+}
+
+/* Sends the latest broadcasts due on joining that @seen (a{s(tt)}: group
+ * -> instance and number of the last broadcast the endpoint has; NULL for
+ * none) does not hold. */
+static void
+peer_release_early (RelayPeer *peer,
+                    GVariant  *seen)
+{
+  guint64 instance = tlspyo_router_get_instance (peer->core->router);
+
+  if (!peer->early_held)
+    return;
+  peer->early_held = FALSE;
+  for (guint i = 0; i < peer->early->len; i++)
+    {
+      EarlyDelivery *d = g_ptr_array_index (peer->early, i);
+      guint64 seen_instance, seen_seq;
+
+      if (seen != NULL &&
+          g_variant_lookup (seen, d->group, "(tt)", &seen_instance, &seen_seq) &&
+          seen_instance == instance && seen_seq >= d->seq)
+        continue;  /* it has it already */
+      peer_send_broadcast (peer, d->group, d->object,
+                           core_broadcast_meta (peer->core, d->group, d->seq));
+    }
+  g_ptr_array_set_size (peer->early, 0);
 }
 
 /* The PRODUCED metadata, cached with DELIVER's: "\x01" cannot start a
@@ -737,13 +865,14 @@ router_deliver_cb (gpointer              peer_data,
                    const char           *group,
                    GBytes               *object,
                    TlspyoRouterDelivery  kind,
+                   guint64               number,
                    gpointer              user_data)
 {
   RelayPeer *peer = peer_data;
 
-  if (kind == TLSPYO_ROUTER_BROADCAST || peer->state != PEER_JOINED)
+  if (kind == TLSPYO_ROUTER_BROADCAST)
     {
-      router_deliver (peer_data, group, object, user_data);
+      router_deliver (peer, group, object, number);
       return;
     }
   tlspyo_connection_send_serialized (peer->conn, TLSPYO_FRAME_PRODUCED,
@@ -764,6 +893,299 @@ router_drop (const char *group,
   g_debug ("Dropped %" G_GUINT64_FORMAT " object(s) for group '%s': %s", n_objects, group,
            reason);
   core_emit_dropped (core, group, reason, n_objects);
+}
+
+/* The durable relay (issue 5, item 4). The router reports each change of
+ * durable state through its journal, which writes it into the store's open
+ * transaction; the first change of a batch closes the write gate and
+ * schedules one commit at the end of the dispatch, which opens the gate
+ * again. So no byte leaves a connection before the state changes made
+ * before it are on disk: an ACK never acknowledges an object that a crash
+ * would lose, and a consumer never gets an object whose hand-out a crash
+ * would forget (and hand out again). */
+
+static gboolean core_commit_cb (gpointer data);
+static void relay_session_start_timer (RelaySession *session);
+
+static void
+core_state_changed (RelayCore *core)
+{
+  if (core->gate == NULL || core->commit_source != NULL || core->store_failed ||
+      core->stopped)
+    return;
+  tlspyo_write_gate_close (core->gate);
+  core->commit_source = g_idle_source_new ();
+  /* The priority of connection writes: after this dispatch's events, once. */
+  g_source_set_priority (core->commit_source, G_PRIORITY_DEFAULT);
+  g_source_set_callback (core->commit_source, core_commit_cb, core, NULL);
+  g_source_set_static_name (core->commit_source, "[tlspyo] relay commit");
+  g_source_attach (core->commit_source, g_main_context_get_thread_default ());
+}
+
+/* The session's duplicate detection state (its next sequence number)
+ * changed: written once per batch, however many frames it handled. */
+static void
+core_session_dirty (RelaySession *session)
+{
+  RelayCore *core = session->core;
+
+  if (core->gate == NULL || session->evicted || core->store_failed || core->stopped)
+    return;
+  /* Not g_hash_table_add() alone: adding a key again frees the old one. */
+  if (!g_hash_table_contains (core->dirty_sessions, session))
+    g_hash_table_add (core->dirty_sessions, relay_session_ref (session));
+  core_state_changed (core);
+}
+
+static void
+journal_queued (guint64     id,
+                const char *group,
+                GBytes     *object,
+                gpointer    user_data)
+{
+  RelayCore *core = user_data;
+
+  tlspyo_store_put_object (core->store, id, group, object);
+  core_state_changed (core);
+}
+
+static void
+journal_held (guint64  id,
+              gpointer session_data,
+              guint64  index,
+              gpointer user_data)
+{
+  RelayCore *core = user_data;
+  RelaySession *session = session_data;
+
+  tlspyo_store_set_holder (core->store, id, session->id, (gint64) MIN (index, G_MAXINT64));
+  core_state_changed (core);
+}
+
+static void
+journal_removed (guint64  id,
+                 gpointer user_data)
+{
+  RelayCore *core = user_data;
+
+  tlspyo_store_remove_object (core->store, id);
+  core_state_changed (core);
+}
+
+static void
+journal_requeued (guint64  id,
+                  gint64   position,
+                  gpointer user_data)
+{
+  RelayCore *core = user_data;
+
+  tlspyo_store_set_holder (core->store, id, NULL, position);
+  core_state_changed (core);
+}
+
+static void
+journal_latest (const char *group,
+                guint64     seq,
+                GBytes     *object,
+                gpointer    user_data)
+{
+  RelayCore *core = user_data;
+
+  tlspyo_store_set_latest (core->store, group, seq, object);
+  core_state_changed (core);
+}
+
+/* Written at the commit: once per batch, not per produce. */
+static void
+journal_next_id (guint64  next_id,
+                 gpointer user_data)
+{
+  RelayCore *core = user_data;
+
+  core->next_id = next_id;
+  core->next_id_dirty = TRUE;
+  core_state_changed (core);
+}
+
+static const TlspyoRouterJournal core_journal = {
+  journal_queued,
+  journal_held,
+  journal_removed,
+  journal_requeued,
+  journal_latest,
+  journal_next_id,
+};
+
+/* Writes what is written once per batch, and commits the batch. */
+static gboolean
+core_commit (RelayCore  *core,
+             GError    **error)
+{
+  GHashTableIter iter;
+  gpointer key;
+
+  g_hash_table_iter_init (&iter, core->dirty_sessions);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    {
+      RelaySession *session = key;
+
+      tlspyo_store_set_session (core->store, session->id, session->next);
+    }
+  g_hash_table_remove_all (core->dirty_sessions);
+  if (core->next_id_dirty)
+    {
+      tlspyo_store_set_value (core->store, "next_id", core->next_id);
+      core->next_id_dirty = FALSE;
+    }
+  if (core->commit_source != NULL)
+    {
+      g_source_destroy (core->commit_source);
+      g_clear_pointer (&core->commit_source, g_source_unref);
+    }
+  return tlspyo_store_commit (core->store, error);
+}
+
+/* A commit failed (disk full, I/O error): the relay's memory is ahead of
+ * its disk, and nothing of the failed batch may be acknowledged or handed
+ * out, since a restart would not know it. The safe way on: stop serving.
+ * Every connection is closed with the cause (endpoints keep what was not
+ * acknowledged, and send it again to a relay that works), the port is
+ * released, and the gate stays closed. Restarted once the cause is fixed,
+ * the relay starts from the last committed state. */
+static void
+core_store_failed (RelayCore    *core,
+                   const GError *error)
+{
+  g_autoptr(GError) refusal = NULL;
+  g_autoptr(GPtrArray) peers = g_ptr_array_new ();
+  GHashTableIter iter;
+  gpointer key;
+
+  core->store_failed = TRUE;
+  tlspyo_router_set_journal (core->router, NULL, NULL);
+  g_warning ("The relay could not save its state in its state directory %s, and stops "
+             "serving until it is stopped: %s. Fix the cause, then start it again: it goes "
+             "on from the state saved last", core->state_directory, error->message);
+  if (core->service != NULL)
+    {
+      g_socket_service_stop (core->service);
+      g_socket_listener_close (G_SOCKET_LISTENER (core->service));
+    }
+  refusal = g_error_new (TLSPYO_ERROR, TLSPYO_ERROR_FAILED,
+                         "The relay could not save its state in its state directory %s and "
+                         "stopped serving: %s", core->state_directory, error->message);
+  g_hash_table_iter_init (&iter, core->peers);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    g_ptr_array_add (peers, key);
+  for (guint i = 0; i < peers->len; i++)
+    peer_close (g_ptr_array_index (peers, i), refusal);
+}
+
+static gboolean
+core_commit_cb (gpointer data)
+{
+  RelayCore *core = data;
+  g_autoptr(GError) error = NULL;
+
+  if (core_commit (core, &error))
+    tlspyo_write_gate_open (core->gate);
+  else
+    core_store_failed (core, error);
+  return G_SOURCE_REMOVE;
+}
+
+/* Reading the store back at start(), before anything else uses the router. */
+
+static void
+restore_object (guint64       id,
+                const char   *group,
+                GBytes       *body,
+                const guint8 *holder,
+                gint64        position,
+                gpointer      user_data)
+{
+  RelayCore *core = user_data;
+  RelaySession *session;
+
+  if (holder == NULL)
+    {
+      tlspyo_router_restore_queued (core->router, group, body, id, position);
+      return;
+    }
+  /* In flight to a session: parked, for it to resume. The position of an
+   * object in flight is the session's count of handed objects when it was
+   * handed; they come in order, so the last one sets the count. */
+  session = core_session (core, holder);
+  tlspyo_router_restore_parked (core->router, session->routing, group, body, id);
+  tlspyo_router_session_set_handed (session->routing, group, (guint64) MAX (position, 0));
+}
+
+static void
+restore_latest (const char *group,
+                guint64     seq,
+                GBytes     *body,
+                gpointer    user_data)
+{
+  RelayCore *core = user_data;
+
+  tlspyo_router_restore_latest (core->router, group, body, seq);
+}
+
+static void
+restore_session (const guint8 *id,
+                 guint64       next_seq,
+                 gpointer      user_data)
+{
+  RelaySession *session = core_session (user_data, id);
+
+  session->next = MAX (session->next, next_seq);
+}
+
+static gboolean
+core_restore (RelayCore  *core,
+              GError    **error)
+{
+  static const TlspyoStoreLoadFuncs funcs = { restore_object, restore_latest, restore_session };
+  guint64 value;
+
+  if (!tlspyo_store_load (core->store, &funcs, core, error))
+    return FALSE;
+  /* The broadcast numbers go on under the same instance: endpoints that
+   * have the latest one do not get it again. */
+  if (tlspyo_store_get_value (core->store, "instance", &value) && value != 0)
+    tlspyo_router_set_instance (core->router, value);
+  else
+    tlspyo_store_set_value (core->store, "instance", tlspyo_router_get_instance (core->router));
+  if (tlspyo_store_get_value (core->store, "next_id", &value))
+    tlspyo_router_set_next_id (core->router, value);
+  return tlspyo_store_commit (core->store, error);
+}
+
+/* On the worker, once the relay serves: from now on every change is
+ * journaled. Objects parked at the last stop or crash wait session-timeout
+ * from now for their endpoints to come back and resume. */
+static void
+core_start_durable (RelayCore *core)
+{
+  GHashTableIter iter;
+  gpointer value;
+
+  if (core->store == NULL)
+    return;
+  core->gate = tlspyo_write_gate_new ();
+  tlspyo_router_set_journal (core->router, &core_journal, core);
+  g_hash_table_iter_init (&iter, core->sessions);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      RelaySession *session = value;
+
+      if (tlspyo_router_session_get_n_parked (session->routing) == 0)
+        continue;
+      if (core->session_timeout > 0)
+        relay_session_start_timer (session);
+      else
+        tlspyo_router_session_expire (core->router, session->routing);
+    }
 }
 
 /* Limits. Per source address: open connections, and failed
@@ -1235,12 +1657,8 @@ handle_auth (RelayPeer         *peer,
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_PING) |
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_PONG) |
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_BYE));
-  for (guint i = 0; i < peer->early->len; i++)
-    {
-      EarlyDelivery *d = g_ptr_array_index (peer->early, i);
-      router_deliver (peer, d->group, d->object, NULL);
-    }
-  g_ptr_array_set_size (peer->early, 0);
+  /* The latest broadcasts wait for SESSION (peer_release_early()). */
+  peer->early_held = peer->early->len > 0;
 
   g_debug ("Endpoint %s joined", peer->address);
   core_emit (core, SIGNAL_ENDPOINT_CONNECTED, peer->address, groups, 0, NULL);
@@ -1289,6 +1707,19 @@ peer_may_route (RelayPeer *peer,
           peer_deny (peer, TLSPYO_ERROR_PERMISSION_DENIED, group, reason);
           return FALSE;
         }
+      /* The store writes every copy (a row and its body each): one
+       * frame of 2^31 copies would hold the relay for hours. */
+      if (core->store != NULL && count > DURABLE_MAX_COPIES)
+        {
+          g_autofree char *reason =
+            g_strdup_printf ("%d copies of one object for group '%s': a relay with a state "
+                             "directory takes at most %d per object, since it stores each "
+                             "copy; the object was dropped: send it in several objects",
+                             count, group, DURABLE_MAX_COPIES);
+
+          peer_deny (peer, TLSPYO_ERROR_LIMIT, group, reason);
+          return FALSE;
+        }
       if (count < 0 || core->limits.max_queued_bytes == 0)
         continue;
       /* One object always fits, so a limit below the object size does not
@@ -1309,20 +1740,53 @@ peer_may_route (RelayPeer *peer,
   return TRUE;
 }
 
-/* SESSION, right after WELCOME: the endpoint's session, and the number of
- * the first sequenced frame (OBJECT, or NOTIFY of a negative count) it may
- * send. RESUMED answers with the number the next one must have (and what
- * this relay accepts), and the following ones are numbered on from it. */
+static gboolean
+session_expire_cb (gpointer data)
+{
+  RelaySession *session = data;
+
+  g_clear_pointer (&session->park_timer, g_source_unref);
+  g_debug ("A session did not come back within session-timeout (%g s): its %" G_GUINT64_FORMAT
+           " object(s) in flight go back to their queues", session->core->session_timeout,
+           tlspyo_router_session_get_n_parked (session->routing));
+  tlspyo_router_session_expire (session->core->router, session->routing);
+  return G_SOURCE_REMOVE;
+}
+
+/* The connection of @session ended without a goodbye: its objects in flight
+ * wait for it (parked) session-timeout seconds. */
+static void
+relay_session_start_timer (RelaySession *session)
+{
+  relay_session_stop_timer (session);
+  session->park_timer = g_timeout_source_new ((guint) MIN (session->core->session_timeout * 1000,
+                                                           (double) G_MAXUINT));
+  g_source_set_callback (session->park_timer, session_expire_cb, session, NULL);
+  g_source_set_static_name (session->park_timer, "[tlspyo] relay session timeout");
+  g_source_attach (session->park_timer, g_main_context_get_thread_default ());
+}
+
+/* SESSION, right after WELCOME: the endpoint's session; the number of the
+ * first sequenced frame (OBJECT, TAKEN, or NOTIFY of a negative count) it
+ * may send; how many produced objects of each group it received over the
+ * session; the last broadcast of each group it has. RESUMED answers with
+ * the number the next one must have (the following ones are numbered on
+ * from it), what this relay accepts, and whether the objects in flight to
+ * the session were kept. */
 static gboolean
 handle_session (RelayPeer         *peer,
                 const TlspyoFrame *frame)
 {
   g_autoptr(GVariant) id_v = NULL;
+  g_autoptr(GVariant) received = NULL;
+  g_autoptr(GVariant) seen = NULL;
+  RelaySession *session;
   const guint8 *id;
   gsize len;
   guint64 first;
+  gboolean kept;
 
-  g_variant_get (frame->meta, "(@ayt)", &id_v, &first);
+  g_variant_get (frame->meta, "(@ayt@a{st}@a{s(tt)})", &id_v, &first, &received, &seen);
   id = g_variant_get_fixed_array (id_v, &len, 1);
   if (len != TLSPYO_SESSION_ID_SIZE)
     return peer_protocol_error (peer, "Endpoint %s sent a session id of %" G_GSIZE_FORMAT
@@ -1332,14 +1796,38 @@ handle_session (RelayPeer         *peer,
     return peer_protocol_error (peer, "Endpoint %s sent SESSION %s: it comes once, before any "
                                 "object or notification", peer->address,
                                 peer->session != NULL ? "twice" : "late");
-  peer->session = relay_session_ref (core_session (peer->core, id));
+  session = relay_session_ref (core_session (peer->core, id));
+  if (session->peer != NULL)
+    {
+      /* The endpoint has one connection at a time: the one the relay still
+       * reads is dead, whatever it says (the endpoint found it so before
+       * the relay did). Ended as lost, its objects are parked, for this
+       * one to resume; what it still held unread is sent again. */
+      g_autoptr(GError) error = g_error_new (TLSPYO_ERROR, TLSPYO_ERROR_CLOSED,
+                                             "Endpoint %s came back on a new connection",
+                                             session->peer->address);
+
+      peer_close (session->peer, error);
+    }
+  g_assert (session->peer == NULL);
+  relay_session_stop_timer (session);
+  peer->session = session;
+  session->peer = peer;
+  kept = tlspyo_router_resume (peer->core->router, peer->router_peer, session->routing,
+                               received);
   /* Numbers below the record's were handled: the endpoint drops those
    * instead of sending them again. Numbers the endpoint skips (what it
    * discarded when stopped) are never expected again. */
-  peer->next_seq = MAX (first, peer->session->next);
-  peer->session->next = peer->next_seq;
+  peer->next_seq = MAX (first, session->next);
+  if (session->next != peer->next_seq)
+    {
+      session->next = peer->next_seq;
+      core_session_dirty (session);
+    }
+  peer_release_early (peer, seen);
   tlspyo_connection_send (peer->conn, TLSPYO_FRAME_RESUMED,
-                          g_variant_new ("(tt)", peer->next_seq, peer->core->max_object_size),
+                          g_variant_new ("(ttb)", peer->next_seq, peer->core->max_object_size,
+                                         kept),
                           NULL, NULL);
   return TRUE;
 }
@@ -1364,6 +1852,7 @@ peer_take_seq (RelayPeer *peer)
       return FALSE;
     }
   session->next = seq + 1;
+  core_session_dirty (session);
   return TRUE;
 }
 
@@ -1426,10 +1915,9 @@ handle_notify (RelayPeer         *peer,
 }
 
 /* TAKEN: the endpoint's application took that many of the produced
- * objects handed to it (oldest first); the relay forgets them. Until
- * then they would go back to the queue if the connection ended.
- * Acknowledged (so that the endpoint's stop() waits for it), not
- * sequenced: it is about this connection only. */
+ * objects handed to its session (oldest first); the relay forgets them.
+ * Until then they would go back to the queue. Sequenced: a TAKEN lost
+ * with a connection is sent again on the next one, and applied once. */
 static gboolean
 handle_taken (RelayPeer         *peer,
               const TlspyoFrame *frame)
@@ -1440,6 +1928,8 @@ handle_taken (RelayPeer         *peer,
   guint32 count;
 
   peer->handled++;
+  if (!peer_take_seq (peer))
+    return TRUE;  /* sent again after a lost connection: applied already */
   g_variant_iter_init (&iter, counts);
   while (g_variant_iter_next (&iter, "{&su}", &group, &count))
     {
@@ -1477,10 +1967,12 @@ peer_frame_cb (TlspyoConnection  *conn,
     case TLSPYO_FRAME_OBJECT:
       if (peer->state != PEER_JOINED)
         break;
+      peer_release_early (peer, NULL);  /* no SESSION: it has seen nothing */
       return handle_object (peer, frame);
     case TLSPYO_FRAME_NOTIFY:
       if (peer->state != PEER_JOINED)
         break;
+      peer_release_early (peer, NULL);
       return handle_notify (peer, frame);
     case TLSPYO_FRAME_SESSION:
       if (peer->state != PEER_JOINED)
@@ -1489,6 +1981,7 @@ peer_frame_cb (TlspyoConnection  *conn,
     case TLSPYO_FRAME_TAKEN:
       if (peer->state != PEER_JOINED)
         break;
+      peer_release_early (peer, NULL);
       return handle_taken (peer, frame);
     case TLSPYO_FRAME_PING:
       if (peer->state != PEER_JOINED)
@@ -1503,6 +1996,7 @@ peer_frame_cb (TlspyoConnection  *conn,
       {
         g_autoptr(GError) bye = g_error_new (TLSPYO_ERROR, TLSPYO_ERROR_CLOSED,
                                              "Endpoint %s said goodbye", peer->address);
+        peer->said_bye = TRUE;
         peer_close (peer, bye);
         return FALSE;
       }
@@ -1558,7 +2052,20 @@ peer_closed_cb (TlspyoConnection *conn,
     }
   if (peer->router_peer != NULL)
     {
-      tlspyo_router_leave (core->router, peer->router_peer);
+      RelaySession *session = peer->session;
+
+      /* Lost without a goodbye: its untaken objects wait for the endpoint
+       * to come back (issue 5), unless the relay stops or waits for none.
+       * After a goodbye, or without a session, they go back at once. */
+      if (session != NULL && !peer->said_bye && !core->stopped && core->session_timeout > 0)
+        {
+          tlspyo_router_park (core->router, peer->router_peer);
+          relay_session_start_timer (session);
+        }
+      else
+        tlspyo_router_leave (core->router, peer->router_peer);
+      if (session != NULL && session->peer == peer)
+        session->peer = NULL;
       peer->router_peer = NULL;
       g_atomic_int_add (&core->n_joined, -1);
       g_debug ("Endpoint %s left: %s", peer->address, error->message);
@@ -1614,6 +2121,8 @@ peer_start_protocol (RelayPeer *peer,
 {
   peer->state = PEER_AWAIT_HELLO;
   peer->conn = tlspyo_connection_new (stream, peer->address, &peer_callbacks, peer);
+  if (peer->core->gate != NULL)
+    tlspyo_connection_set_write_gate (peer->conn, peer->core->gate);
   tlspyo_connection_set_limits (peer->conn, TLSPYO_FRAME_MAX_META_HANDSHAKE, 0,
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_HELLO) |
                                 TLSPYO_FRAME_BIT (TLSPYO_FRAME_HELLO_USER) |
@@ -1805,9 +2314,17 @@ core_add_peer (RelayCore  *core,
                const char *address,
                const char *address_key)
 {
-  g_autofree char *over_limit = core_check_connection_limits (core, address, address_key);
+  g_autofree char *over_limit = NULL;
   RelayPeer *peer;
 
+  if (core->store_failed)
+    {
+      /* Serves no more (core_store_failed()); only streams handed over
+       * by tlspyo_relay_accept_stream() get this far. */
+      g_io_stream_close (stream, NULL, NULL);
+      return;
+    }
+  over_limit = core_check_connection_limits (core, address, address_key);
   if (over_limit != NULL && core->n_refusing >= MAX_REFUSING)
     {
       /* Too many to explain each: drop it before spending anything on it. */
@@ -1894,7 +2411,10 @@ core_start_cb (gpointer data)
   g_socket_listener_set_backlog (G_SOCKET_LISTENER (core->service), 4096);
 
   if (core->no_listen)
-    return G_SOURCE_REMOVE;  /* fed by tlspyo_relay_accept_stream() only */
+    {
+      core_start_durable (core);
+      return G_SOURCE_REMOVE;  /* fed by tlspyo_relay_accept_stream() only */
+    }
   if (core->address != NULL)
     {
       address = g_inet_socket_address_new_from_string (core->address, core->port);
@@ -1928,6 +2448,7 @@ core_start_cb (gpointer data)
     }
 
   g_signal_connect (core->service, "incoming", G_CALLBACK (incoming_cb), core);
+  core_start_durable (core);
   g_socket_service_start (core->service);
   return G_SOURCE_REMOVE;
 
@@ -1951,6 +2472,22 @@ core_stop_cb (gpointer data)
                                                  "The relay stopped");
 
   core->stopped = TRUE;
+  /* The state as it is now, objects in flight still held by their
+   * sessions: as after a crash, a relay started again on the folder parks
+   * them for their endpoints to resume. What closing the connections
+   * changes below is not journaled. */
+  if (core->store != NULL && !core->store_failed)
+    {
+      g_autoptr(GError) commit_error = NULL;
+
+      tlspyo_router_set_journal (core->router, NULL, NULL);
+      if (core_commit (core, &commit_error))
+        tlspyo_write_gate_open (core->gate);
+      else
+        g_warning ("The relay could not save its state in its state directory %s while "
+                   "stopping: %s. Started again, it goes on from the state saved last",
+                   core->state_directory, commit_error->message);
+    }
   if (core->service != NULL)
     {
       g_socket_service_stop (core->service);
@@ -1975,6 +2512,9 @@ core_stop_cb (gpointer data)
                                 g_variant_new ("(s)", "the relay stopped"), NULL, NULL);
       peer_close (peer, error);
     }
+  /* Here and not at the last unref: the folder's lock must be free once
+   * stop() returns, for a relay started again on it. */
+  g_clear_pointer (&core->store, tlspyo_store_free);
   relay_core_unref (core);
   return G_SOURCE_REMOVE;
 }
@@ -2024,6 +2564,7 @@ tlspyo_relay_init (TlspyoRelay *self)
   self->handshake_timeout = DEFAULT_HANDSHAKE_TIMEOUT;
   self->keepalive_interval = DEFAULT_KEEPALIVE_INTERVAL;
   self->max_output_bytes = DEFAULT_MAX_OUTPUT_BYTES;
+  self->session_timeout = DEFAULT_SESSION_TIMEOUT;
   self->limits.max_connections = DEFAULT_MAX_CONNECTIONS;
   self->limits.max_connections_per_address = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS;
   self->limits.max_auth_failures = DEFAULT_MAX_AUTH_FAILURES;
@@ -2057,6 +2598,7 @@ tlspyo_relay_finalize (GObject *object)
   g_clear_pointer (&self->secret, tlspyo_auth_secret_free);
   g_hash_table_unref (self->users);
   g_free (self->client_certificates_dir);
+  g_free (self->state_directory);
   g_array_unref (self->rules);
   g_mutex_clear (&self->mutex);
 
@@ -2070,7 +2612,7 @@ tlspyo_relay_get_property (GObject    *object,
                            GParamSpec *pspec)
 {
   TlspyoRelay *self = TLSPYO_RELAY (object);
-  g_autoptr(GMutexLocker) locker = g_mutex_locker_new (&self->mutex);
+  g_autoptr(GMutexLocker) locker G_GNUC_UNUSED = g_mutex_locker_new (&self->mutex);
 
   switch (prop_id)
     {
@@ -2104,6 +2646,9 @@ tlspyo_relay_get_property (GObject    *object,
     case PROP_MAX_OUTPUT_BYTES:
       g_value_set_uint64 (value, self->max_output_bytes);
       break;
+    case PROP_SESSION_TIMEOUT:
+      g_value_set_double (value, self->session_timeout);
+      break;
     /* limits (issue 6) */
     case PROP_MAX_CONNECTIONS:
       g_value_set_uint (value, self->limits.max_connections);
@@ -2128,6 +2673,9 @@ tlspyo_relay_get_property (GObject    *object,
       break;
     case PROP_CLIENT_CERTIFICATES_DIR:
       g_value_set_string (value, self->client_certificates_dir);
+      break;
+    case PROP_STATE_DIRECTORY:
+      g_value_set_string (value, self->state_directory);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -2198,6 +2746,10 @@ tlspyo_relay_set_property (GObject      *object,
       changed = self->max_output_bytes != g_value_get_uint64 (value);
       self->max_output_bytes = g_value_get_uint64 (value);
       break;
+    case PROP_SESSION_TIMEOUT:
+      changed = self->session_timeout != g_value_get_double (value);
+      self->session_timeout = g_value_get_double (value);
+      break;
     /* limits (issue 6) */
     case PROP_MAX_CONNECTIONS:
       changed = set_uint (&self->limits.max_connections, value);
@@ -2225,6 +2777,11 @@ tlspyo_relay_set_property (GObject      *object,
       changed = g_strcmp0 (self->client_certificates_dir, g_value_get_string (value)) != 0;
       g_free (self->client_certificates_dir);
       self->client_certificates_dir = g_value_dup_string (value);
+      break;
+    case PROP_STATE_DIRECTORY:
+      changed = g_strcmp0 (self->state_directory, g_value_get_string (value)) != 0;
+      g_free (self->state_directory);
+      self->state_directory = g_value_dup_string (value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -2381,6 +2938,28 @@ tlspyo_relay_class_init (TlspyoRelayClass *klass)
                          DEFAULT_MAX_OUTPUT_BYTES,
                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
+  /**
+   * TlspyoRelay:session-timeout:
+   *
+   * How long, in seconds, the relay keeps the produced objects an endpoint
+   * had not taken yet when its connection was lost (a fault, not
+   * [method@Tlspyo.Endpoint.stop]), waiting for the endpoint to come back
+   * (30 by default). They still count as in flight. If it comes back in
+   * time, it gets them again and nothing is handed out twice (the objects
+   * its application took meanwhile stay taken); after the timeout they go
+   * back to the head of their group's queue for other consumers. 0 gives
+   * them back at once: a consumer that was cut off then gets none of them
+   * again, but an object its application took just as the connection was
+   * lost may be handed out a second time. Read by
+   * [method@Tlspyo.Relay.start].
+   *
+   * Since: 0.1
+   */
+  properties[PROP_SESSION_TIMEOUT] =
+    g_param_spec_double ("session-timeout", NULL, NULL, 0.0, 86400.0,
+                         DEFAULT_SESSION_TIMEOUT,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
   /* Limits (issue 6). docs/security.md says which attack each one bounds. */
 
   /**
@@ -2502,6 +3081,48 @@ tlspyo_relay_class_init (TlspyoRelayClass *klass)
    */
   properties[PROP_CLIENT_CERTIFICATES_DIR] =
     g_param_spec_string ("client-certificates-dir", NULL, NULL, NULL,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * TlspyoRelay:state-directory:
+   *
+   * A folder where the relay keeps its state on disk, so that a relay that
+   * is killed or restarted loses nothing it acknowledged: the produced
+   * objects queued and in flight, the latest broadcast of each group, and
+   * the endpoint sessions that tell resent objects from new ones, in an
+   * SQLite database, `relay.db`. The folder is created, private to the
+   * relay's user (mode 0700), if it is missing. The state survives the
+   * process being killed (SIGKILL, a crash); a power loss or an operating
+   * system crash may lose its last changes, never corrupt it.
+   *
+   * The relay commits its changes once per batch of work (not per object)
+   * and sends nothing, acknowledgements included, before the changes made
+   * before it are committed. Objects that were in flight to an endpoint
+   * session when the relay stopped or died wait
+   * [property@Tlspyo.Relay:session-timeout] seconds from the restart for
+   * the endpoint to come back. If a commit fails (a full disk, an I/O
+   * error), the relay logs a warning, closes every connection with
+   * %TLSPYO_ERROR_FAILED (its reason, in
+   * [signal@Tlspyo.Relay::endpoint-refused], names the folder and the
+   * cause) and serves nothing more until it is stopped; started again, it
+   * goes on from the state committed last. Since it stores every copy, the
+   * relay then takes at most 65536 copies of one produced object. See the
+   * "Durable relay" section of docs/protocol.md.
+   *
+   * One relay at a time may use a folder: [method@Tlspyo.Relay.start]
+   * fails with %TLSPYO_ERROR_FAILED while another relay, in this process or
+   * another, holds it, or when the database is damaged or was written by a
+   * newer version; with %TLSPYO_ERROR_INVALID_ARGUMENT when the folder
+   * cannot be used (a file, or not writable). The error names the path and
+   * says what to do.
+   *
+   * %NULL (the default): the relay keeps its state in memory only, and loses
+   * it when it stops. Read by [method@Tlspyo.Relay.start].
+   *
+   * Since: 0.1
+   */
+  properties[PROP_STATE_DIRECTORY] =
+    g_param_spec_string ("state-directory", NULL, NULL, NULL,
                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
@@ -2920,6 +3541,7 @@ tlspyo_relay_start (TlspyoRelay  *self,
   core->handshake_timeout = self->handshake_timeout;
   core->keepalive_interval = self->keepalive_interval;
   core->max_output_bytes = self->max_output_bytes;
+  core->session_timeout = self->session_timeout;
   core->iterations = TLSPYO_AUTH_DEFAULT_ITERATIONS;
   core->address = g_strdup (self->address);
   core->port = self->port;
@@ -2975,6 +3597,21 @@ tlspyo_relay_start (TlspyoRelay  *self,
       GroupRule *rule = &g_array_index (self->rules, GroupRule, i);
       tlspyo_router_accept_group (core->router, rule->group, rule->max_count,
                                   rule->max_consumables);
+    }
+  /* Opened here, so that a folder another relay holds, or that cannot be
+   * used, fails start() before the port is bound. */
+  if (self->state_directory != NULL)
+    {
+      core->state_directory = g_strdup (self->state_directory);
+      core->dirty_sessions = g_hash_table_new_full (NULL, NULL,
+                                                    (GDestroyNotify) relay_session_unref, NULL);
+      core->store = tlspyo_store_open (self->state_directory, error);
+      if (core->store == NULL || !core_restore (core, error))
+        {
+          g_mutex_unlock (&self->mutex);
+          relay_core_unref (core);
+          return FALSE;
+        }
     }
   g_mutex_unlock (&self->mutex);
 

@@ -138,7 +138,10 @@ test_example_file (void)
                     TLSPYO_CONFIG_SECURITY | TLSPYO_CONFIG_CREDENTIALS_DIR |
                     TLSPYO_CONFIG_MAX_OBJECT_SIZE | TLSPYO_CONFIG_HANDSHAKE_TIMEOUT |
                     TLSPYO_CONFIG_GROUPS | TLSPYO_CONFIG_LIMITS | TLSPYO_CONFIG_USERS |
-                    TLSPYO_CONFIG_STATS_INTERVAL);
+                    TLSPYO_CONFIG_STATS_INTERVAL | TLSPYO_CONFIG_STATE_DIRECTORY |
+                    TLSPYO_CONFIG_SESSION_TIMEOUT);
+  g_assert_cmpstr (config->state_directory, ==, "/var/lib/tlspyo");
+  g_assert_cmpfloat (config->session_timeout, ==, 30.0);
   g_assert_cmpuint (config->groups->len, >, 0);
   g_assert_cmpfloat (config->stats_interval, ==, 60.0);
   /* Every limit, with the library's defaults. */

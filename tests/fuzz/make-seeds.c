@@ -165,6 +165,17 @@ auth_meta (const char * const *groups)
   return g_variant_new ("(@ay^as)", bytes_variant (proof, sizeof proof), groups);
 }
 
+/* Protocol 2: a session that received 3 objects of "a", and has seen
+ * broadcast 2 of "workers" from instance 77. */
+static GVariant *
+session_meta (void)
+{
+  guint8 id[TLSPYO_SESSION_ID_SIZE] = { 4, 2 };
+
+  return g_variant_new_parsed ("(%@ay, @t 0, {'a': @t 3}, {'workers': (@t 77, @t 2)})",
+                               bytes_variant (id, sizeof id));
+}
+
 static void
 seeds_frame (void)
 {
@@ -192,10 +203,12 @@ seeds_frame (void)
   g_byte_array_unref (out);
 
   out = frame_input (2, 4);
+  add_frame (out, TLSPYO_FRAME_SESSION, session_meta (), NULL);
   add_frame (out, TLSPYO_FRAME_OBJECT, destinations ("workers", -1), text);
   add_frame (out, TLSPYO_FRAME_OBJECT, destinations ("workers", 3), dict);
   add_frame (out, TLSPYO_FRAME_NOTIFY, g_variant_new ("(si)", "workers", 2), NULL);
   add_frame (out, TLSPYO_FRAME_NOTIFY, g_variant_new ("(si)", "workers", -1), NULL);
+  add_frame (out, TLSPYO_FRAME_TAKEN, g_variant_new_parsed ("({'workers': @u 2},)"), NULL);
   add_frame (out, TLSPYO_FRAME_OBJECT, destinations ("workers", -1), text);
   write_array ("frame", "relay-joined", out);
   g_byte_array_unref (out);
@@ -211,7 +224,7 @@ seeds_frame (void)
   out = frame_input (0 | 0x10, 5);
   add_frame (out, TLSPYO_FRAME_HELLO, hello_meta (), NULL);
   add_frame (out, TLSPYO_FRAME_OBJECT, destinations ("g", 1), dict);
-  add_frame (out, TLSPYO_FRAME_DELIVER, g_variant_new ("(s)", "g"), text);
+  add_frame (out, TLSPYO_FRAME_DELIVER, g_variant_new ("(stt)", "g", (guint64) 77, (guint64) 1), text);
   write_array ("frame", "switch-limits", out);
   g_byte_array_unref (out);
 
@@ -227,7 +240,11 @@ seeds_frame (void)
              g_variant_new ("(@ay@ayu)", bytes_variant (nonce, sizeof nonce),
                             bytes_variant (salt, sizeof salt), 20000), NULL);
   add_frame (out, TLSPYO_FRAME_WELCOME, g_variant_new ("(@ay)", bytes_variant (nonce, 32)), NULL);
-  add_frame (out, TLSPYO_FRAME_DELIVER, g_variant_new ("(s)", "workers"), dict);
+  add_frame (out, TLSPYO_FRAME_RESUMED, g_variant_new ("(ttb)", (guint64) 4, (guint64) 1 << 20, TRUE),
+             NULL);
+  add_frame (out, TLSPYO_FRAME_DELIVER,
+             g_variant_new ("(stt)", "workers", (guint64) 77, (guint64) 2), dict);
+  add_frame (out, TLSPYO_FRAME_PRODUCED, g_variant_new ("(sb)", "workers", TRUE), text);
   add_frame (out, TLSPYO_FRAME_ACK, g_variant_new ("(t)", (guint64) 3), NULL);
   add_frame (out, TLSPYO_FRAME_DENIED, g_variant_new ("(uss)", 10, "workers", "no right"), NULL);
   add_frame (out, TLSPYO_FRAME_REFUSED, g_variant_new ("(us)", 2, "no"), NULL);
@@ -302,6 +319,15 @@ seeds_handshake (void)
   out = handshake_input (1, 0);
   add_frame (out, TLSPYO_FRAME_AUTH, auth_meta (groups), NULL);
   write_array ("handshake", "hello-wrong-auth", out);
+  g_byte_array_unref (out);
+
+  out = handshake_input (2, 0);
+  add_frame (out, TLSPYO_FRAME_SESSION, session_meta (), NULL);
+  add_frame (out, TLSPYO_FRAME_NOTIFY, g_variant_new ("(si)", "a", 2), NULL);
+  add_frame (out, TLSPYO_FRAME_OBJECT, destinations ("a", 2), dict);
+  add_frame (out, TLSPYO_FRAME_TAKEN, g_variant_new_parsed ("({'a': @u 1},)"), NULL);
+  add_frame (out, TLSPYO_FRAME_TAKEN, g_variant_new_parsed ("({'a': @u 5},)"), NULL);
+  write_array ("handshake", "joined-session-taken", out);
   g_byte_array_unref (out);
 
   for (guint8 g = 0; g < 4; g++)

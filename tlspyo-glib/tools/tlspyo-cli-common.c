@@ -234,6 +234,13 @@ tlspyo_cli_endpoint_options_add (GOptionContext           *context,
       "The common name the relay's certificate carries (default: default)", "NAME" },
     { "password-file", 0, 0, G_OPTION_ARG_FILENAME, &options->password_file,
       "Read the password from FILE (else from $TLSPYO_PASSWORD)", "FILE" },
+    { "user", 'u', 0, G_OPTION_ARG_STRING, &options->user,
+      "Connect as USER, one of the relay's named users (the password is USER's)", "USER" },
+    { "certificate", 0, 0, G_OPTION_ARG_FILENAME, &options->certificate,
+      "Show the certificate in FILE (PEM) to a relay that requires client certificates; "
+      "FILE holds its private key too, unless --private-key is given", "FILE" },
+    { "private-key", 0, 0, G_OPTION_ARG_FILENAME, &options->private_key,
+      "The private key of --certificate (PEM)", "FILE" },
     { "timeout", 't', 0, G_OPTION_ARG_DOUBLE, &options->timeout,
       "Give up after SECONDS", "SECONDS" },
     { "verbose", 'v', 0, G_OPTION_ARG_NONE, &options->verbose,
@@ -253,6 +260,56 @@ tlspyo_cli_endpoint_options_clear (TlspyoCliEndpointOptions *options)
   g_clear_pointer (&options->directory, g_free);
   g_clear_pointer (&options->server_identity, g_free);
   g_clear_pointer (&options->password_file, g_free);
+  g_clear_pointer (&options->user, g_free);
+  g_clear_pointer (&options->certificate, g_free);
+  g_clear_pointer (&options->private_key, g_free);
+}
+
+/* The client certificate of --certificate and --private-key, with its key,
+ * or NULL with @error set. */
+static GTlsCertificate *
+load_client_certificate (TlspyoCliEndpointOptions  *options,
+                         GError                   **error)
+{
+  g_autoptr(GError) local_error = NULL;
+  g_autoptr(GTlsCertificate) certificate = NULL;
+  g_autofree char *key_pem = NULL;
+
+  if (options->private_key != NULL)
+    certificate = g_tls_certificate_new_from_files (options->certificate, options->private_key,
+                                                    &local_error);
+  else
+    certificate = g_tls_certificate_new_from_file (options->certificate, &local_error);
+  if (certificate == NULL)
+    {
+      if (options->private_key != NULL)
+        g_set_error (error, TLSPYO_ERROR, TLSPYO_ERROR_CREDENTIALS,
+                     "could not load the client certificate %s with the private key %s: %s: "
+                     "give the PEM files of one certificate and its own key",
+                     options->certificate, options->private_key, local_error->message);
+      else
+        g_set_error (error, TLSPYO_ERROR, TLSPYO_ERROR_CREDENTIALS,
+                     "could not load the client certificate %s: %s: give a PEM file "
+                     "holding the certificate and its private key, or the key's file with "
+                     "--private-key", options->certificate, local_error->message);
+      return NULL;
+    }
+
+  /* Without its key a certificate cannot be shown; GLib accepts a file with
+   * a certificate alone. */
+  g_object_get (certificate, "private-key-pem", &key_pem, NULL);
+  if (key_pem == NULL)
+    {
+      g_set_error (error, TLSPYO_ERROR, TLSPYO_ERROR_CREDENTIALS,
+                   "the client certificate %s holds no private key: give the key's file "
+                   "with --private-key (key.pem in a folder made by `tlspyo credentials "
+                   "generate`)", options->certificate);
+      return NULL;
+    }
+  /* Erase the key's copy before freeing it, like the password's. */
+  for (volatile char *p = key_pem; *p != '\0'; p++)
+    *p = '\0';
+  return g_steal_pointer (&certificate);
 }
 
 TlspyoEndpoint *
@@ -261,6 +318,7 @@ tlspyo_cli_endpoint_new (TlspyoCliEndpointOptions  *options,
                          GError                   **error)
 {
   g_autoptr(TlspyoCliPassword) password = NULL;
+  g_autoptr(GTlsCertificate) client_certificate = NULL;
   TlspyoSecurity security = TLSPYO_SECURITY_TLS;
 
   if (!tlspyo_cli_check_port (options->port, FALSE, error))
@@ -272,12 +330,38 @@ tlspyo_cli_endpoint_new (TlspyoCliEndpointOptions  *options,
       tlspyo_cli_usage_error (error, "--host is empty: give the relay's host name or address");
       return NULL;
     }
+  if (options->user != NULL && *options->user == '\0')
+    {
+      tlspyo_cli_usage_error (error, "--user is empty: give the name of one of the relay's "
+                              "users, or leave --user out for the shared password");
+      return NULL;
+    }
+  if (options->private_key != NULL && options->certificate == NULL)
+    {
+      tlspyo_cli_usage_error (error, "--private-key %s without --certificate: give the "
+                              "certificate's file too", options->private_key);
+      return NULL;
+    }
+  if (options->certificate != NULL && security != TLSPYO_SECURITY_TLS)
+    {
+      tlspyo_cli_usage_error (error, "--certificate needs TLS: a client certificate is shown "
+                              "in the TLS handshake; leave out --security none");
+      return NULL;
+    }
+  if (options->certificate != NULL)
+    {
+      client_certificate = load_client_certificate (options, error);
+      if (client_certificate == NULL)
+        return NULL;
+    }
   password = tlspyo_cli_read_password (options->password_file, error);
   if (password == NULL)
     return NULL;
 
   tlspyo_cli_set_verbose (options->verbose, TRUE);
   return g_object_new (TLSPYO_TYPE_ENDPOINT,
+                       "user", options->user,
+                       "client-certificate", client_certificate,
                        "host", options->host ? options->host : DEFAULT_HOST,
                        "port", (guint) options->port,
                        "password", password,
@@ -309,11 +393,23 @@ tlspyo_cli_endpoint_connect (TlspyoEndpoint            *endpoint,
     switch ((TlspyoError) local_error->code)
       {
       case TLSPYO_ERROR_TIMED_OUT:
-        hint = "check that the relay runs, that --host, --port and --security match it, "
-               "or wait longer with --timeout";
+        /* A relay that requires client certificates refuses in the TLS
+         * handshake, which TLS 1.3 shows the client as a lost connection
+         * only: the endpoint retries until the timeout. */
+        if (options->certificate == NULL)
+          hint = "check that the relay runs, that --host, --port and --security match it, "
+                 "or wait longer with --timeout; a relay that requires client certificates "
+                 "also needs --certificate";
+        else
+          hint = "check that the relay runs, that --host, --port and --security match it, "
+                 "that the relay's client-certificates folder holds the --certificate and "
+                 "that --private-key is its key, or wait longer with --timeout";
         break;
       case TLSPYO_ERROR_AUTHENTICATION:
         hint = "check the password in --password-file or TLSPYO_PASSWORD";
+        break;
+      case TLSPYO_ERROR_PERMISSION_DENIED:
+        hint = "give --user NAME, with NAME's password, for a user the relay allows this";
         break;
       case TLSPYO_ERROR_GROUP_REFUSED:
         hint = "use a group the relay accepts (the groups of its config)";

@@ -371,6 +371,20 @@ parse_stats_interval (const char  *text,
   return TRUE;
 }
 
+/* A path from the config file, relative to the file's folder, so that the
+ * config works from any folder. g_canonicalize_filename() wants an
+ * absolute base: with a relative --config it would return NULL (and the
+ * relay fall back to its defaults). */
+static char *
+config_path (const char *config_file,
+             const char *path)
+{
+  g_autofree char *folder = g_path_get_dirname (config_file);
+  g_autofree char *base = g_canonicalize_filename (folder, NULL);
+
+  return g_canonicalize_filename (path, base);
+}
+
 static TlspyoConfig *
 load_config (const char  *path,
              GError     **error)
@@ -518,8 +532,8 @@ tlspyo_cli_relay (int    argc,
                                     "(or the journal).",
                                     "The config file is JSON with the optional keys address, "
                                     "port, security, credentials_dir, max_object_size, "
-                                    "handshake_timeout, groups, limits, users and "
-                                    "stats_interval; see "
+                                    "handshake_timeout, groups, limits, users, "
+                                    "stats_interval and state_directory; see "
                                     "tlspyo(1). With users in it, the shared password is "
                                     "optional: without one, only users get in.");
   g_option_context_add_main_entries (context, entries, NULL);
@@ -566,11 +580,7 @@ tlspyo_cli_relay (int    argc,
       if (security_name == NULL && (config->fields & TLSPYO_CONFIG_SECURITY))
         security = config->security;
       if (directory == NULL && (config->fields & TLSPYO_CONFIG_CREDENTIALS_DIR))
-        {
-          /* Relative to the file, so that the config works from any folder. */
-          g_autofree char *base = g_path_get_dirname (config_file);
-          directory = g_canonicalize_filename (config->credentials_dir, base);
-        }
+        directory = config_path (config_file, config->credentials_dir);
       if (stats_interval_text == NULL && (config->fields & TLSPYO_CONFIG_STATS_INTERVAL))
         stats_interval = config->stats_interval;
     }
@@ -606,11 +616,17 @@ tlspyo_cli_relay (int    argc,
     return tlspyo_cli_report (error);
   if (config != NULL && (config->fields & TLSPYO_CONFIG_CLIENT_CERTIFICATES_DIR))
     {
-      /* Relative to the file, like credentials_dir. */
-      g_autofree char *base = g_path_get_dirname (config_file);
-      g_autofree char *clients = g_canonicalize_filename (config->client_certificates_dir, base);
+      g_autofree char *clients = config_path (config_file, config->client_certificates_dir);
 
       g_object_set (relay, "client-certificates-dir", clients, NULL);
+    }
+  if (config != NULL && (config->fields & TLSPYO_CONFIG_SESSION_TIMEOUT))
+    g_object_set (relay, "session-timeout", config->session_timeout, NULL);
+  if (config != NULL && (config->fields & TLSPYO_CONFIG_STATE_DIRECTORY))
+    {
+      g_autofree char *state = config_path (config_file, config->state_directory);
+
+      g_object_set (relay, "state-directory", state, NULL);
     }
 
   if (security == TLSPYO_SECURITY_TLS)

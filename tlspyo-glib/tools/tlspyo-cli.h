@@ -91,6 +91,9 @@ typedef struct {
   char   *directory;
   char   *password_file;
   char   *server_identity;
+  char   *user;
+  char   *certificate;   /* mutual TLS: PEM with the certificate (and key) */
+  char   *private_key;   /* the key, when not in the certificate's file */
   double  timeout;
   gboolean verbose;
 } TlspyoCliEndpointOptions;

@@ -216,6 +216,32 @@ read_uint64 (Reader     *reader,
 }
 
 /* Seconds, whole or not: JSON's 5 and 0.5 are both numbers to the user. */
+/* The relay's session-timeout: 0 (give objects back at once) to a day. */
+static gboolean
+read_session_timeout (Reader     *reader,
+                      JsonNode   *node,
+                      const Key  *key,
+                      gpointer    field,
+                      GError    **error)
+{
+  static const char expected[] = "a number of seconds from 0 (give a lost consumer's objects "
+                                 "back at once) to 86400";
+  char found[G_ASCII_DTOSTR_BUF_SIZE];
+  double value;
+
+  if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_INT64)
+    value = (double) json_node_get_int (node);
+  else if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_DOUBLE)
+    value = json_node_get_double (node);
+  else
+    return fail_type (reader, node, expected, error);
+  if (!(value >= 0.0 && value <= 86400.0))
+    return fail_at (reader, node, FALSE, error, "expected %s, found %s", expected,
+                    g_ascii_formatd (found, sizeof found, "%g", value));
+  *(double *) field = value;
+  return TRUE;
+}
+
 static gboolean
 read_interval (Reader     *reader,
                JsonNode   *node,
@@ -612,6 +638,10 @@ static const Key relay_keys[] = {
     TLSPYO_CONFIG_STATS_INTERVAL, 0, 0, NULL },
   { "client_certificates_dir", read_path, G_STRUCT_OFFSET (TlspyoConfig, client_certificates_dir),
     TLSPYO_CONFIG_CLIENT_CERTIFICATES_DIR, 0, 0, NULL },
+  { "state_directory", read_path, G_STRUCT_OFFSET (TlspyoConfig, state_directory),
+    TLSPYO_CONFIG_STATE_DIRECTORY, 0, 0, NULL },
+  { "session_timeout", read_session_timeout, G_STRUCT_OFFSET (TlspyoConfig, session_timeout),
+    TLSPYO_CONFIG_SESSION_TIMEOUT, 0, 0, NULL },
 };
 
 static const Table relay_table = {
@@ -768,6 +798,7 @@ tlspyo_config_free (TlspyoConfig *config)
   g_free (config->address);
   g_free (config->credentials_dir);
   g_free (config->client_certificates_dir);
+  g_free (config->state_directory);
   g_clear_pointer (&config->groups, g_ptr_array_unref);
   g_clear_pointer (&config->users, g_ptr_array_unref);
   g_free (config);

@@ -31,6 +31,8 @@ typedef enum {
   TLSPYO_CONFIG_USERS             = 1 << 8,
   TLSPYO_CONFIG_STATS_INTERVAL    = 1 << 9,
   TLSPYO_CONFIG_CLIENT_CERTIFICATES_DIR = 1 << 10,
+  TLSPYO_CONFIG_STATE_DIRECTORY   = 1 << 11,
+  TLSPYO_CONFIG_SESSION_TIMEOUT   = 1 << 12,
 } TlspyoConfigFields;
 
 /* The "limits" object: each key sets the TlspyoRelay property of the same
@@ -86,6 +88,8 @@ typedef struct {
   GPtrArray          *users;   /* of TlspyoConfigUser, in file order */
   double              stats_interval;  /* seconds; 0: off */
   char               *client_certificates_dir;  /* mutual TLS: USER.pem files */
+  char               *state_directory;  /* the durable relay's folder; NULL: in memory */
+  double              session_timeout;  /* seconds the relay keeps a lost consumer's objects */
 } TlspyoConfig;
 
 TlspyoConfig *tlspyo_config_parse (const char    *data,
