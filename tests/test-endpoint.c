@@ -120,8 +120,8 @@ test_objects_round_trip (TlspyoTestFixture *f,
     "b'bytes with a nul'", "[1, 2, 3]", "[(1, 2), (3, 4)]", "{1: 'one', 2: 'two'}",
     "@mi nothing", "@mi 5", "@ms 'x'", "@mms just nothing", "@mms nothing", "@m() ()",
     "[@mi nothing, just 3]",
-    "{'name': <'tlspyo'>, 'nested': <{'deep': <[<1>, <'two'>, <@mb nothing>]>}>, "
-    "'empty': <@a{sv} {}>, 'maybe': <@mi nothing>, 'tuple': <(1, 'a')>}",
+    ("{'name': <'tlspyo'>, 'nested': <{'deep': <[<1>, <'two'>, <@mb nothing>]>}>, "
+     "'empty': <@a{sv} {}>, 'maybe': <@mi nothing>, 'tuple': <(1, 'a')>}"),
   };
   g_autoptr(GPtrArray) sent = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
   g_autoptr(GPtrArray) got = NULL;

@@ -1370,6 +1370,8 @@ test_error_body_too_large (void)
     g_autoptr(GBytes) body = append_frame (stream, TLSPYO_FRAME_DELIVER,
                                            sample_meta (TLSPYO_FRAME_DELIVER, 1),
                                            sample_object (1));
+
+    g_assert_nonnull (body);
     expect_protocol_error (dec, stream->data, stream->len, "exceeds the limit of 0 bytes");
   }
 }

@@ -1485,9 +1485,10 @@ test_journal_changes (void)
   g_autoptr(GVariant) got2 = received_counts ("g", 2);
   TlspyoRouterSession *session = tlspyo_router_session_new (rec->router);
   TlspyoRouterPeer *a, *b, *c;
+  static const char session_data[] = "S";
 
-  tlspyo_router_session_set_data (session, (gpointer) "S");
-  g_assert_true (tlspyo_router_session_get_data (session) == (gpointer) "S");
+  tlspyo_router_session_set_data (session, (gpointer) session_data);
+  g_assert_true (tlspyo_router_session_get_data (session) == (gpointer) session_data);
   tlspyo_router_set_journal (rec->router, &test_journal, journal);
 
   /* Queued in order, each copy with its id; the next id once per produce. */

@@ -491,6 +491,12 @@ static void
 store_failv (TlspyoStore *store,
              int          rc,
              const char  *format,
+             va_list      args) G_GNUC_PRINTF (3, 0);
+
+static void
+store_failv (TlspyoStore *store,
+             int          rc,
+             const char  *format,
              va_list      args)
 {
   g_autofree char *doing = NULL;

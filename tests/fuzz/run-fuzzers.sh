@@ -21,7 +21,7 @@ targets=${*:-frame object handshake config}
 
 if [ ! -f "$build/build.ninja" ]; then
   CC=clang meson setup "$build" -Dfuzzing=true -Db_sanitize=address,undefined \
-    -Db_lundef=false -Dintrospection=disabled -Dc_args=-fsanitize=fuzzer-no-link || exit 1
+    -Db_lundef=false -Dintrospection=disabled -Dwerror=true -Dc_args=-fsanitize=fuzzer-no-link || exit 1
 fi
 meson compile -C "$build" || exit 1
 
