@@ -658,8 +658,9 @@ test_write_gate (void)
   tlspyo_write_gate_unref (gate);
 }
 
-/* A durable relay stores every copy of a produced object: it refuses a
- * frame of more copies than DURABLE_MAX_COPIES (65536), saying why. */
+/* The relay hands out (and a durable one stores) every copy of a produced
+ * object on its own: it refuses a frame of more copies than MAX_COPIES
+ * (65536), saying why. */
 
 typedef struct {
   TlspyoError  code;

@@ -430,15 +430,12 @@ tlspyo_relay_peer_may_route (RelayPeer *peer,
           tlspyo_relay_peer_deny (peer, TLSPYO_ERROR_PERMISSION_DENIED, group, reason);
           return FALSE;
         }
-      /* The store writes every copy (a row and its body each): one
-       * frame of 2^31 copies would hold the relay for hours. */
-      if (core->store != NULL && count > DURABLE_MAX_COPIES)
+      if (count > MAX_COPIES)
         {
           g_autofree char *reason =
-            g_strdup_printf ("%d copies of one object for group '%s': a relay with a state "
-                             "directory takes at most %d per object, since it stores each "
-                             "copy; the object was dropped: send it in several objects",
-                             count, group, DURABLE_MAX_COPIES);
+            g_strdup_printf ("%d copies of one object for group '%s': the relay takes at "
+                             "most %d per object; the object was dropped: send it in "
+                             "several objects", count, group, MAX_COPIES);
 
           tlspyo_relay_peer_deny (peer, TLSPYO_ERROR_LIMIT, group, reason);
           return FALSE;

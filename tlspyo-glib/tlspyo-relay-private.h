@@ -49,8 +49,11 @@ guint tlspyo_relay_get_n_peers    (TlspyoRelay *self);
 /* How often a connection over max-output-bytes is checked for room. */
 #define OUTPUT_DRAIN_CHECK_MS 20
 
-/* Copies of one produced object a durable relay takes in one frame. */
-#define DURABLE_MAX_COPIES                  65536
+/* Copies of one produced object the relay takes in one frame: each copy
+ * is handed out (and, in a durable relay, stored) on its own, so one frame
+ * of 2^31 copies to a consumer with as much credit would hold the relay for
+ * minutes (hours with a store). */
+#define MAX_COPIES                          65536
 
 /* Limits against hostile peers (issue 6, docs/security.md), with defaults
  * safe for a relay on the Internet. */

@@ -749,8 +749,8 @@ tlspyo_relay_class_init (TlspyoRelayClass *klass)
    * %TLSPYO_ERROR_FAILED (its reason, in
    * [signal@Tlspyo.Relay::endpoint-refused], names the folder and the
    * cause) and serves nothing more until it is stopped; started again, it
-   * goes on from the state committed last. Since it stores every copy, the
-   * relay then takes at most 65536 copies of one produced object. See the
+   * goes on from the state committed last. It stores every copy of a
+   * produced object (the relay takes at most 65536 copies of one). See the
    * "Durable relay" section of docs/protocol.md.
    *
    * One relay at a time may use a folder: [method@Tlspyo.Relay.start]
