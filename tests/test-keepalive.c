@@ -366,83 +366,68 @@ expect_body (TlspyoEndpoint *ep,
                          BODY_SIZE) == 0);
 }
 
-/* The endpoint sends a large object up a slow link: its own keepalive must
- * count the body going out as the relay's sign of life, and the relay, which
- * reads the body, must not drop it either. */
+/* A large object crosses a link slowed down in @throttled direction: the
+ * endpoint behind the proxy is the sender (TO_RELAY) or the receiver
+ * (TO_ENDPOINT). Its keepalive, and the relay's on that connection, must
+ * count the body moving as a sign of life; nobody is taken for dead, and
+ * the object is delivered once, over the first connection. */
+static void
+run_slow_link (TlspyoTestFixture *fixture,
+               Direction          throttled)
+{
+  g_autoptr(GVariant) body = make_body ();
+  Losses losses = { 0 };
+  TlspyoEndpoint *sender, *receiver, *behind;
+  Proxy *proxy;
+  gint64 start;
+
+  g_object_set (fixture->relay, "keepalive-interval", interval, NULL);
+  tlspyo_test_fixture_start (fixture);
+  proxy = proxy_new (fixture->port, throttled);
+  if (throttled == TO_RELAY)
+    {
+      sender = behind = endpoint_via_proxy (fixture, proxy, "sender");
+      receiver = tlspyo_test_endpoint_start (fixture, "big");
+    }
+  else
+    {
+      receiver = behind = endpoint_via_proxy (fixture, proxy, "big");
+      sender = tlspyo_test_endpoint_start (fixture, "sender");
+    }
+  g_signal_connect (fixture->relay, "endpoint-disconnected",
+                    G_CALLBACK (relay_disconnected_cb), &losses);
+  g_signal_connect (behind, "notify::connected", G_CALLBACK (endpoint_connected_cb), &losses);
+
+  start = g_get_monotonic_time ();
+  g_assert_true (tlspyo_endpoint_broadcast (sender, body, "big", NULL));
+  expect_body (receiver, &losses, body);
+  g_test_message ("%d MiB went %s in %.2f s (keepalive-interval %.2f s)",
+                  BODY_SIZE / (1024 * 1024), throttled == TO_RELAY ? "up" : "down",
+                  (g_get_monotonic_time () - start) / 1e6, interval);
+
+  g_assert_cmpuint (losses.endpoint_disconnected, ==, 0);
+  g_assert_cmpuint (losses.relay_disconnected, ==, 0);
+  g_assert_true (tlspyo_endpoint_get_connected (behind));
+  g_assert_cmpuint (proxy->conns->len, ==, 1);
+
+  g_signal_handlers_disconnect_by_data (fixture->relay, &losses);
+  g_signal_handlers_disconnect_by_data (behind, &losses);
+  tlspyo_endpoint_stop (behind);
+  proxy_free (proxy);
+}
+
 static void
 test_slow_upload (TlspyoTestFixture *fixture,
                   gconstpointer      data)
 {
-  g_autoptr(GVariant) body = make_body ();
-  Losses losses = { 0 };
-  TlspyoEndpoint *sender, *receiver;
-  Proxy *proxy;
-  gint64 start;
-
-  g_object_set (fixture->relay, "keepalive-interval", interval, NULL);
-  tlspyo_test_fixture_start (fixture);
-  proxy = proxy_new (fixture->port, TO_RELAY);
-  sender = endpoint_via_proxy (fixture, proxy, "sender");
-  receiver = tlspyo_test_endpoint_start (fixture, "big");
-  g_signal_connect (fixture->relay, "endpoint-disconnected",
-                    G_CALLBACK (relay_disconnected_cb), &losses);
-  g_signal_connect (sender, "notify::connected", G_CALLBACK (endpoint_connected_cb), &losses);
-
-  start = g_get_monotonic_time ();
-  g_assert_true (tlspyo_endpoint_broadcast (sender, body, "big", NULL));
-  expect_body (receiver, &losses, body);
-  g_test_message ("%d MiB went up in %.2f s (keepalive-interval %.2f s)",
-                  BODY_SIZE / (1024 * 1024), (g_get_monotonic_time () - start) / 1e6, interval);
-
-  /* Delivered once, over the first connection: nobody was taken for dead. */
-  g_assert_cmpuint (losses.endpoint_disconnected, ==, 0);
-  g_assert_cmpuint (losses.relay_disconnected, ==, 0);
-  g_assert_true (tlspyo_endpoint_get_connected (sender));
-  g_assert_cmpuint (proxy->conns->len, ==, 1);
-
-  g_signal_handlers_disconnect_by_data (fixture->relay, &losses);
-  g_signal_handlers_disconnect_by_data (sender, &losses);
-  tlspyo_endpoint_stop (sender);
-  proxy_free (proxy);
+  run_slow_link (fixture, TO_RELAY);
 }
 
-/* The relay forwards a large object down a slow link: the relay's
- * keepalive on that connection counts the body going out, and the
- * receiving endpoint, which reads the body, keeps its connection. */
 static void
 test_slow_download (TlspyoTestFixture *fixture,
                     gconstpointer      data)
 {
-  g_autoptr(GVariant) body = make_body ();
-  Losses losses = { 0 };
-  TlspyoEndpoint *sender, *receiver;
-  Proxy *proxy;
-  gint64 start;
-
-  g_object_set (fixture->relay, "keepalive-interval", interval, NULL);
-  tlspyo_test_fixture_start (fixture);
-  proxy = proxy_new (fixture->port, TO_ENDPOINT);
-  receiver = endpoint_via_proxy (fixture, proxy, "big");
-  sender = tlspyo_test_endpoint_start (fixture, "sender");
-  g_signal_connect (fixture->relay, "endpoint-disconnected",
-                    G_CALLBACK (relay_disconnected_cb), &losses);
-  g_signal_connect (receiver, "notify::connected", G_CALLBACK (endpoint_connected_cb), &losses);
-
-  start = g_get_monotonic_time ();
-  g_assert_true (tlspyo_endpoint_broadcast (sender, body, "big", NULL));
-  expect_body (receiver, &losses, body);
-  g_test_message ("%d MiB went down in %.2f s (keepalive-interval %.2f s)",
-                  BODY_SIZE / (1024 * 1024), (g_get_monotonic_time () - start) / 1e6, interval);
-
-  g_assert_cmpuint (losses.endpoint_disconnected, ==, 0);
-  g_assert_cmpuint (losses.relay_disconnected, ==, 0);
-  g_assert_true (tlspyo_endpoint_get_connected (receiver));
-  g_assert_cmpuint (proxy->conns->len, ==, 1);
-
-  g_signal_handlers_disconnect_by_data (fixture->relay, &losses);
-  g_signal_handlers_disconnect_by_data (receiver, &losses);
-  tlspyo_endpoint_stop (receiver);
-  proxy_free (proxy);
+  run_slow_link (fixture, TO_ENDPOINT);
 }
 
 int
