@@ -298,6 +298,20 @@ router_lookup (TlspyoRouter *router,
   return g_hash_table_lookup (router->groups, name);
 }
 
+/* What a group nobody used yet reads as: empty, no members, nothing
+ * dropped. */
+static const Group no_group;
+
+/* @name's group for reading, without creating it. */
+static const Group *
+router_peek (TlspyoRouter *router,
+             const char   *name)
+{
+  const Group *group = router_lookup (router, name);
+
+  return group != NULL ? group : &no_group;
+}
+
 static Group *
 router_ensure_group (TlspyoRouter *router,
                      const char   *name)
@@ -1225,58 +1239,40 @@ guint
 tlspyo_router_get_queue_length (TlspyoRouter *router,
                                 const char   *group_name)
 {
-  Group *group;
-
   g_return_val_if_fail (router != NULL, 0);
   g_return_val_if_fail (group_name != NULL, 0);
 
-  group = router_lookup (router, group_name);
-  if (group == NULL)
-    return 0;
-
-  return (guint) MIN (group->queue_length, (guint64) G_MAXUINT);
+  return (guint) MIN (router_peek (router, group_name)->queue_length, (guint64) G_MAXUINT);
 }
 
 guint
 tlspyo_router_get_n_members (TlspyoRouter *router,
                              const char   *group_name)
 {
-  Group *group;
-
   g_return_val_if_fail (router != NULL, 0);
   g_return_val_if_fail (group_name != NULL, 0);
 
-  group = router_lookup (router, group_name);
-
-  return group != NULL ? group->members.length : 0;
+  return router_peek (router, group_name)->members.length;
 }
 
 guint64
 tlspyo_router_get_n_dropped (TlspyoRouter *router,
                              const char   *group_name)
 {
-  Group *group;
-
   g_return_val_if_fail (router != NULL, 0);
   g_return_val_if_fail (group_name != NULL, 0);
 
-  group = router_lookup (router, group_name);
-
-  return group != NULL ? group->n_dropped : 0;
+  return router_peek (router, group_name)->n_dropped;
 }
 
 gboolean
 tlspyo_router_has_latest (TlspyoRouter *router,
                           const char   *group_name)
 {
-  Group *group;
-
   g_return_val_if_fail (router != NULL, FALSE);
   g_return_val_if_fail (group_name != NULL, FALSE);
 
-  group = router_lookup (router, group_name);
-
-  return group != NULL && group->latest != NULL;
+  return router_peek (router, group_name)->latest != NULL;
 }
 
 /* Bytes held by @group's queue: each object once, however many copies of
@@ -1285,14 +1281,10 @@ guint64
 tlspyo_router_get_queued_bytes (TlspyoRouter *router,
                                 const char   *group_name)
 {
-  Group *group;
-
   g_return_val_if_fail (router != NULL, 0);
   g_return_val_if_fail (group_name != NULL, 0);
 
-  group = router_lookup (router, group_name);
-
-  return group != NULL ? group->queue_bytes : 0;
+  return router_peek (router, group_name)->queue_bytes;
 }
 
 /* Counts and reports objects its caller had to drop for @group (the relay
@@ -1317,14 +1309,10 @@ guint64
 tlspyo_router_get_n_in_flight (TlspyoRouter *router,
                                const char   *group_name)
 {
-  Group *group;
-
   g_return_val_if_fail (router != NULL, 0);
   g_return_val_if_fail (group_name != NULL, 0);
 
-  group = router_lookup (router, group_name);
-
-  return group != NULL ? group->n_in_flight : 0;
+  return router_peek (router, group_name)->n_in_flight;
 }
 
 /* The credit of @group's members, added up (saturating). */
@@ -1332,16 +1320,12 @@ guint64
 tlspyo_router_get_credit (TlspyoRouter *router,
                           const char   *group_name)
 {
-  Group *group;
   guint64 total = 0;
 
   g_return_val_if_fail (router != NULL, 0);
   g_return_val_if_fail (group_name != NULL, 0);
 
-  group = router_lookup (router, group_name);
-  if (group == NULL)
-    return 0;
-  for (GList *l = group->ready.head; l != NULL; l = l->next)
+  for (GList *l = router_peek (router, group_name)->ready.head; l != NULL; l = l->next)
     {
       Membership *m = l->data;
 
@@ -1505,11 +1489,11 @@ guint64
 tlspyo_router_get_latest_seq (TlspyoRouter *router,
                               const char   *group_name)
 {
-  Group *group;
+  const Group *group;
 
   g_return_val_if_fail (router != NULL, 0);
   g_return_val_if_fail (group_name != NULL, 0);
 
-  group = router_lookup (router, group_name);
-  return group != NULL && group->latest != NULL ? group->latest_seq : 0;
+  group = router_peek (router, group_name);
+  return group->latest != NULL ? group->latest_seq : 0;
 }

@@ -950,73 +950,87 @@ fail_damaged (TlspyoStore  *store,
   return FALSE;
 }
 
+/* Reads one row of a load statement into @funcs; FALSE with @error set
+ * when the row is damaged. */
+typedef gboolean (*LoadRowFunc) (TlspyoStore                *store,
+                                 sqlite3_stmt               *stmt,
+                                 const TlspyoStoreLoadFuncs *funcs,
+                                 gpointer                    user_data,
+                                 GError                    **error);
+
 static gboolean
-load_objects (TlspyoStore                *store,
-              const TlspyoStoreLoadFuncs *funcs,
-              gpointer                    user_data,
-              GError                    **error)
+load_object_row (TlspyoStore                *store,
+                 sqlite3_stmt               *stmt,
+                 const TlspyoStoreLoadFuncs *funcs,
+                 gpointer                    user_data,
+                 GError                    **error)
 {
-  sqlite3_stmt *stmt = store->stmts[STMT_LOAD_OBJECTS];
-  int rc;
+  g_autoptr(GBytes) body = NULL;
+  const guint8 *holder;
 
-  while ((rc = sqlite3_step (stmt)) == SQLITE_ROW)
-    {
-      g_autoptr(GBytes) body = NULL;
-      const guint8 *holder;
-
-      if (!column_session (stmt, 3, &holder))
-        return fail_damaged (store, "an object's holder is not a session id", error);
-      body = column_bytes (stmt, 2);
-      funcs->object ((guint64) sqlite3_column_int64 (stmt, 0),
-                     (const char *) sqlite3_column_text (stmt, 1), body, holder,
-                     sqlite3_column_int64 (stmt, 4), user_data);
-    }
-  if (rc != SQLITE_DONE)
-    set_sqlite_error (error, store, rc, "read the objects from");
-  return rc == SQLITE_DONE;
+  if (!column_session (stmt, 3, &holder))
+    return fail_damaged (store, "an object's holder is not a session id", error);
+  body = column_bytes (stmt, 2);
+  funcs->object ((guint64) sqlite3_column_int64 (stmt, 0),
+                 (const char *) sqlite3_column_text (stmt, 1), body, holder,
+                 sqlite3_column_int64 (stmt, 4), user_data);
+  return TRUE;
 }
 
 static gboolean
-load_latest (TlspyoStore                *store,
-             const TlspyoStoreLoadFuncs *funcs,
-             gpointer                    user_data,
-             GError                    **error)
+load_latest_row (TlspyoStore                *store,
+                 sqlite3_stmt               *stmt,
+                 const TlspyoStoreLoadFuncs *funcs,
+                 gpointer                    user_data,
+                 GError                    **error)
 {
-  sqlite3_stmt *stmt = store->stmts[STMT_LOAD_LATEST];
-  int rc;
+  g_autoptr(GBytes) body = column_bytes (stmt, 2);
 
-  while ((rc = sqlite3_step (stmt)) == SQLITE_ROW)
-    {
-      g_autoptr(GBytes) body = column_bytes (stmt, 2);
-
-      funcs->latest ((const char *) sqlite3_column_text (stmt, 0),
-                     (guint64) sqlite3_column_int64 (stmt, 1), body, user_data);
-    }
-  if (rc != SQLITE_DONE)
-    set_sqlite_error (error, store, rc, "read the latest broadcasts from");
-  return rc == SQLITE_DONE;
+  funcs->latest ((const char *) sqlite3_column_text (stmt, 0),
+                 (guint64) sqlite3_column_int64 (stmt, 1), body, user_data);
+  return TRUE;
 }
 
 static gboolean
-load_sessions (TlspyoStore                *store,
-               const TlspyoStoreLoadFuncs *funcs,
-               gpointer                    user_data,
-               GError                    **error)
+load_session_row (TlspyoStore                *store,
+                  sqlite3_stmt               *stmt,
+                  const TlspyoStoreLoadFuncs *funcs,
+                  gpointer                    user_data,
+                  GError                    **error)
 {
-  sqlite3_stmt *stmt = store->stmts[STMT_LOAD_SESSIONS];
-  int rc;
+  const guint8 *session;
 
-  while ((rc = sqlite3_step (stmt)) == SQLITE_ROW)
+  if (!column_session (stmt, 0, &session) || session == NULL)
+    return fail_damaged (store, "a session id has the wrong size", error);
+  funcs->session (session, (guint64) sqlite3_column_int64 (stmt, 1), user_data);
+  return TRUE;
+}
+
+/* Steps statement @id to its end, calling @row for each row, and resets
+ * it; @doing names what it reads, for the error. */
+static gboolean
+load_rows (TlspyoStore                *store,
+           StmtId                      id,
+           LoadRowFunc                 row,
+           const char                 *doing,
+           const TlspyoStoreLoadFuncs *funcs,
+           gpointer                    user_data,
+           GError                    **error)
+{
+  sqlite3_stmt *stmt = store->stmts[id];
+  gboolean ok = TRUE;
+  int rc = SQLITE_DONE;
+
+  while (ok && (rc = sqlite3_step (stmt)) == SQLITE_ROW)
+    ok = row (store, stmt, funcs, user_data, error);
+  /* Before the reset, which clears the message. */
+  if (ok && rc != SQLITE_DONE)
     {
-      const guint8 *session;
-
-      if (!column_session (stmt, 0, &session) || session == NULL)
-        return fail_damaged (store, "a session id has the wrong size", error);
-      funcs->session (session, (guint64) sqlite3_column_int64 (stmt, 1), user_data);
+      set_sqlite_error (error, store, rc, doing);
+      ok = FALSE;
     }
-  if (rc != SQLITE_DONE)
-    set_sqlite_error (error, store, rc, "read the sessions from");
-  return rc == SQLITE_DONE;
+  sqlite3_reset (stmt);
+  return ok;
 }
 
 /**
@@ -1046,19 +1060,13 @@ tlspyo_store_load (TlspyoStore                *store,
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   if (funcs->object != NULL)
-    {
-      ok = load_objects (store, funcs, user_data, error);
-      sqlite3_reset (store->stmts[STMT_LOAD_OBJECTS]);
-    }
+    ok = load_rows (store, STMT_LOAD_OBJECTS, load_object_row, "read the objects from",
+                    funcs, user_data, error);
   if (ok && funcs->latest != NULL)
-    {
-      ok = load_latest (store, funcs, user_data, error);
-      sqlite3_reset (store->stmts[STMT_LOAD_LATEST]);
-    }
+    ok = load_rows (store, STMT_LOAD_LATEST, load_latest_row, "read the latest broadcasts from",
+                    funcs, user_data, error);
   if (ok && funcs->session != NULL)
-    {
-      ok = load_sessions (store, funcs, user_data, error);
-      sqlite3_reset (store->stmts[STMT_LOAD_SESSIONS]);
-    }
+    ok = load_rows (store, STMT_LOAD_SESSIONS, load_session_row, "read the sessions from",
+                    funcs, user_data, error);
   return ok;
 }

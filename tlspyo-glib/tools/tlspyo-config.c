@@ -130,6 +130,43 @@ fail_type (Reader     *reader,
   return fail_at (reader, node, FALSE, error, "expected %s, found %s", expected, found);
 }
 
+/* Reads one member of an object; the reader's path names it. */
+typedef gboolean (*MemberFunc) (Reader      *reader,
+                                const char  *name,
+                                JsonNode    *member,
+                                gpointer     data,
+                                GError     **error);
+
+/* Calls @func on each member of the object @node, in file order; a node
+ * that is not an object is an error that says it expected @expected. */
+static gboolean
+read_members (Reader      *reader,
+              JsonNode    *node,
+              const char  *expected,
+              MemberFunc   func,
+              gpointer     data,
+              GError     **error)
+{
+  JsonObjectIter iter;
+  const char *name;
+  JsonNode *member;
+
+  if (!JSON_NODE_HOLDS_OBJECT (node))
+    return fail_type (reader, node, expected, error);
+
+  json_object_iter_init_ordered (&iter, json_node_get_object (node));
+  while (json_object_iter_next_ordered (&iter, &name, &member))
+    {
+      gsize len = reader->path->len;
+
+      path_push (reader, name);
+      if (!func (reader, name, member, data, error))
+        return FALSE;
+      g_string_truncate (reader->path, len);
+    }
+  return TRUE;
+}
+
 static gboolean
 get_string (Reader      *reader,
             JsonNode    *node,
@@ -369,40 +406,35 @@ static const Table group_table = {
 };
 
 static gboolean
+read_group (Reader      *reader,
+            const char  *name,
+            JsonNode    *member,
+            gpointer     data,
+            GError     **error)
+{
+  GPtrArray *groups = data;
+  TlspyoConfigGroup *group;
+
+  if (!check_group_name (reader, member, name, error))
+    return FALSE;
+  group = g_new0 (TlspyoConfigGroup, 1);
+  group->name = g_strdup (name);
+  group->max_count = -1;
+  group->max_consumables = -1;
+  g_ptr_array_add (groups, group);
+  return read_object (reader, member, &group_table, group, error);
+}
+
+static gboolean
 read_groups (Reader     *reader,
              JsonNode   *node,
              const Key  *key,
              gpointer    field,
              GError    **error)
 {
-  GPtrArray *groups = *(GPtrArray **) field;
-  JsonObjectIter iter;
-  const char *name;
-  JsonNode *member;
-
-  if (!JSON_NODE_HOLDS_OBJECT (node))
-    return fail_type (reader, node, "an object mapping each group name to its limits, "
-                      "such as {\"workers\": {\"max_count\": 4}}", error);
-
-  json_object_iter_init_ordered (&iter, json_node_get_object (node));
-  while (json_object_iter_next_ordered (&iter, &name, &member))
-    {
-      gsize len = reader->path->len;
-      TlspyoConfigGroup *group;
-
-      path_push (reader, name);
-      if (!check_group_name (reader, member, name, error))
-        return FALSE;
-      group = g_new0 (TlspyoConfigGroup, 1);
-      group->name = g_strdup (name);
-      group->max_count = -1;
-      group->max_consumables = -1;
-      g_ptr_array_add (groups, group);
-      if (!read_object (reader, member, &group_table, group, error))
-        return FALSE;
-      g_string_truncate (reader->path, len);
-    }
-  return TRUE;
+  return read_members (reader, node, "an object mapping each group name to its limits, "
+                       "such as {\"workers\": {\"max_count\": 4}}", read_group,
+                       *(GPtrArray **) field, error);
 }
 
 /* "limits": the TlspyoRelay properties of the same names (see there, and
@@ -511,38 +543,33 @@ read_rights_list (Reader        *reader,
 }
 
 static gboolean
+read_grant (Reader      *reader,
+            const char  *group,
+            JsonNode    *member,
+            gpointer     data,
+            GError     **error)
+{
+  GPtrArray *grants = data;
+  TlspyoConfigGrant *grant;
+
+  if (strcmp (group, "*") != 0 && !check_group_name (reader, member, group, error))
+    return FALSE;
+  grant = g_new0 (TlspyoConfigGrant, 1);
+  grant->group = strcmp (group, "*") == 0 ? NULL : g_strdup (group);
+  g_ptr_array_add (grants, grant);
+  return read_rights_list (reader, member, &grant->rights, error);
+}
+
+static gboolean
 read_rights (Reader     *reader,
              JsonNode   *node,
              const Key  *key,
              gpointer    field,
              GError    **error)
 {
-  GPtrArray *grants = *(GPtrArray **) field;
-  JsonObjectIter iter;
-  const char *group;
-  JsonNode *member;
-
-  if (!JSON_NODE_HOLDS_OBJECT (node))
-    return fail_type (reader, node, "an object mapping each group name (or \"*\" for every "
-                      "group) to a list of rights, such as {\"workers\": [\"join\"]}", error);
-
-  json_object_iter_init_ordered (&iter, json_node_get_object (node));
-  while (json_object_iter_next_ordered (&iter, &group, &member))
-    {
-      gsize len = reader->path->len;
-      TlspyoConfigGrant *grant;
-
-      path_push (reader, group);
-      if (strcmp (group, "*") != 0 && !check_group_name (reader, member, group, error))
-        return FALSE;
-      grant = g_new0 (TlspyoConfigGrant, 1);
-      grant->group = strcmp (group, "*") == 0 ? NULL : g_strdup (group);
-      g_ptr_array_add (grants, grant);
-      if (!read_rights_list (reader, member, &grant->rights, error))
-        return FALSE;
-      g_string_truncate (reader->path, len);
-    }
-  return TRUE;
+  return read_members (reader, node, "an object mapping each group name (or \"*\" for every "
+                       "group) to a list of rights, such as {\"workers\": [\"join\"]}",
+                       read_grant, *(GPtrArray **) field, error);
 }
 
 static gboolean
@@ -572,47 +599,44 @@ static const Table user_table = {
 };
 
 static gboolean
+read_user (Reader      *reader,
+           const char  *name,
+           JsonNode    *member,
+           gpointer     data,
+           GError     **error)
+{
+  GPtrArray *users = data;
+  g_autoptr(TlspyoRelay) check = NULL;
+  g_autoptr(GError) local_error = NULL;
+  TlspyoConfigUser *user;
+
+  user = g_new0 (TlspyoConfigUser, 1);
+  user->name = g_strdup (name);
+  user->grants = g_ptr_array_new_with_free_func (config_grant_free);
+  g_ptr_array_add (users, user);
+  if (!read_object (reader, member, &user_table, user, error))
+    return FALSE;
+  if (user->password_hash == NULL)
+    return fail_at (reader, member, TRUE, error, "a user needs a \"password_hash\": make "
+                    "one with `tlspyo credentials hash-password`");
+  /* The library's own check, so that the relay accepts what this does. */
+  check = tlspyo_relay_new (0, NULL);
+  if (!tlspyo_relay_add_user (check, name, user->password_hash, &local_error))
+    return fail_at (reader, member, TRUE, error, "%s", local_error->message);
+  return TRUE;
+}
+
+static gboolean
 read_users (Reader     *reader,
             JsonNode   *node,
             const Key  *key,
             gpointer    field,
             GError    **error)
 {
-  GPtrArray *users = *(GPtrArray **) field;
-  JsonObjectIter iter;
-  const char *name;
-  JsonNode *member;
-
-  if (!JSON_NODE_HOLDS_OBJECT (node))
-    return fail_type (reader, node, "an object mapping each user name to its password_hash "
-                      "and rights, such as {\"worker\": {\"password_hash\": \"...\", "
-                      "\"rights\": {\"samples\": [\"produce\"]}}}", error);
-
-  json_object_iter_init_ordered (&iter, json_node_get_object (node));
-  while (json_object_iter_next_ordered (&iter, &name, &member))
-    {
-      gsize len = reader->path->len;
-      g_autoptr(TlspyoRelay) check = NULL;
-      g_autoptr(GError) local_error = NULL;
-      TlspyoConfigUser *user;
-
-      path_push (reader, name);
-      user = g_new0 (TlspyoConfigUser, 1);
-      user->name = g_strdup (name);
-      user->grants = g_ptr_array_new_with_free_func (config_grant_free);
-      g_ptr_array_add (users, user);
-      if (!read_object (reader, member, &user_table, user, error))
-        return FALSE;
-      if (user->password_hash == NULL)
-        return fail_at (reader, member, TRUE, error, "a user needs a \"password_hash\": make "
-                        "one with `tlspyo credentials hash-password`");
-      /* The library's own check, so that the relay accepts what this does. */
-      check = tlspyo_relay_new (0, NULL);
-      if (!tlspyo_relay_add_user (check, name, user->password_hash, &local_error))
-        return fail_at (reader, member, TRUE, error, "%s", local_error->message);
-      g_string_truncate (reader->path, len);
-    }
-  return TRUE;
+  return read_members (reader, node, "an object mapping each user name to its password_hash "
+                       "and rights, such as {\"worker\": {\"password_hash\": \"...\", "
+                       "\"rights\": {\"samples\": [\"produce\"]}}}", read_user,
+                       *(GPtrArray **) field, error);
 }
 
 static const Key relay_keys[] = {
@@ -708,6 +732,35 @@ fail_unknown_key (Reader      *reader,
                   table->what, known->str);
 }
 
+typedef struct {
+  const Table *table;
+  gpointer     target;
+} ObjectTarget;
+
+static gboolean
+read_key (Reader      *reader,
+          const char  *name,
+          JsonNode    *member,
+          gpointer     data,
+          GError     **error)
+{
+  const ObjectTarget *object = data;
+  const Table *table = object->table;
+  const Key *key = NULL;
+
+  for (gsize i = 0; i < table->n_keys && key == NULL; i++)
+    if (strcmp (table->keys[i].name, name) == 0)
+      key = &table->keys[i];
+
+  if (key == NULL)
+    return fail_unknown_key (reader, member, name, table, error);
+  if (!key->read (reader, member, key, G_STRUCT_MEMBER_P (object->target, key->offset), error))
+    return FALSE;
+  if (table->fields_offset >= 0)
+    G_STRUCT_MEMBER (guint, object->target, table->fields_offset) |= key->flag;
+  return TRUE;
+}
+
 static gboolean
 read_object (Reader      *reader,
              JsonNode    *node,
@@ -715,36 +768,10 @@ read_object (Reader      *reader,
              gpointer     target,
              GError     **error)
 {
-  JsonObjectIter iter;
-  const char *name;
-  JsonNode *member;
+  g_autofree char *expected = g_strdup_printf ("an object with the keys of %s", table->what);
+  ObjectTarget object = { table, target };
 
-  if (!JSON_NODE_HOLDS_OBJECT (node))
-    {
-      g_autofree char *expected = g_strdup_printf ("an object with the keys of %s", table->what);
-      return fail_type (reader, node, expected, error);
-    }
-
-  json_object_iter_init_ordered (&iter, json_node_get_object (node));
-  while (json_object_iter_next_ordered (&iter, &name, &member))
-    {
-      gsize len = reader->path->len;
-      const Key *key = NULL;
-
-      for (gsize i = 0; i < table->n_keys && key == NULL; i++)
-        if (strcmp (table->keys[i].name, name) == 0)
-          key = &table->keys[i];
-
-      path_push (reader, name);
-      if (key == NULL)
-        return fail_unknown_key (reader, member, name, table, error);
-      if (!key->read (reader, member, key, G_STRUCT_MEMBER_P (target, key->offset), error))
-        return FALSE;
-      if (table->fields_offset >= 0)
-        G_STRUCT_MEMBER (guint, target, table->fields_offset) |= key->flag;
-      g_string_truncate (reader->path, len);
-    }
-  return TRUE;
+  return read_members (reader, node, expected, read_key, &object, error);
 }
 
 /**
