@@ -189,16 +189,13 @@ bench_option_context_new (BenchOptions *o)
       NULL, NULL },
     G_OPTION_ENTRY_NULL
   };
-  GOptionContext *context = g_option_context_new (NULL);
 
-  g_option_context_set_summary (context,
+  return tlspyo_cli_context_new (NULL,
     "Runs the cases produce, broadcast, latency, large, connect and fanin against a relay\n"
     "started for the run (in a child process) or an existing one (--host), with endpoints\n"
     "in child processes, and prints a table, or one JSON object with --json. Every case\n"
     "checks counts and order: a case that lost or reordered anything is FAILED, and the\n"
-    "exit code is then 1.");
-  g_option_context_add_main_entries (context, entries, NULL);
-  return context;
+    "exit code is then 1.", NULL, entries);
 }
 
 /* Small helpers */
@@ -1526,6 +1523,25 @@ role_args_add (GPtrArray  *args,
   va_end (ap);
 }
 
+/* The options of a producer or consumer of @count objects of @size bytes in
+ * @group, by @mode (produce or broadcast). */
+static GPtrArray *
+stream_args_new (Bench      *b,
+                 const char *role,
+                 const char *group,
+                 const char *mode,
+                 gint64      count,
+                 gint64      size)
+{
+  GPtrArray *args = role_args_new (b, role);
+
+  role_args_add (args, "--group=%s", group);
+  role_args_add (args, "--mode=%s", mode);
+  role_args_add (args, "--count=%" G_GINT64_FORMAT, count);
+  role_args_add (args, "--size=%" G_GINT64_FORMAT, size);
+  return args;
+}
+
 /* One case's run: its players, and the first error. */
 typedef struct {
   Bench      *b;
@@ -1567,6 +1583,16 @@ run_wait (Run        *run,
   GHashTable *pairs = run_expect (run, p, tag);
 
   g_clear_pointer (&pairs, g_hash_table_unref);
+}
+
+/* Tells @p to start, once every player is READY, and waits for its RESULT. */
+static GHashTable *
+run_go (Run    *run,
+        Player *p)
+{
+  if (run->error == NULL)
+    player_say (p, "GO");
+  return run_expect (run, p, "RESULT");
 }
 
 /* Reaps every player; the first failure wins. */
@@ -1826,29 +1852,21 @@ case_produce (Bench          *b,
 
   run_begin (&run, b);
   {
-    g_autoptr(GPtrArray) args = role_args_new (b, "consumer");
+    g_autoptr(GPtrArray) args = stream_args_new (b, "consumer", group, "produce",
+                                                 w->count, w->size);
 
-    role_args_add (args, "--group=%s", group);
-    role_args_add (args, "--mode=produce");
-    role_args_add (args, "--count=%d", w->count);
-    role_args_add (args, "--size=%d", w->size);
     role_args_add (args, "--window=%d", w->window);
     consumer = run_start (&run, "the consumer", args);
   }
   {
-    g_autoptr(GPtrArray) args = role_args_new (b, "producer");
+    g_autoptr(GPtrArray) args = stream_args_new (b, "producer", group, "produce",
+                                                 w->count, w->size);
 
-    role_args_add (args, "--group=%s", group);
-    role_args_add (args, "--mode=produce");
-    role_args_add (args, "--count=%d", w->count);
-    role_args_add (args, "--size=%d", w->size);
     producer = run_start (&run, "the producer", args);
   }
   run_wait (&run, consumer, "READY");
   run_wait (&run, producer, "READY");
-  if (run.error == NULL)
-    player_say (producer, "GO");
-  sent = run_expect (&run, producer, "RESULT");
+  sent = run_go (&run, producer);
   got = run_expect (&run, consumer, "RESULT");
 
   json_object_set_int_member (c->json, "count", w->count);
@@ -1899,33 +1917,25 @@ case_broadcast (Bench          *b,
    * and no "latest broadcast" of an earlier run: the group is the run's own. */
   for (int i = 0; i < w->consumers; i++)
     {
-      g_autoptr(GPtrArray) args = role_args_new (b, "consumer");
+      g_autoptr(GPtrArray) args = stream_args_new (b, "consumer", group, "broadcast",
+                                                   w->count, w->size);
       g_autofree char *name = g_strdup_printf ("consumer %d", i + 1);
       Player *p;
 
-      role_args_add (args, "--group=%s", group);
-      role_args_add (args, "--mode=broadcast");
-      role_args_add (args, "--count=%d", w->count);
-      role_args_add (args, "--size=%d", w->size);
       p = run_start (&run, name, args);
       if (p != NULL)
         g_ptr_array_add (consumers, p);
     }
   {
-    g_autoptr(GPtrArray) args = role_args_new (b, "producer");
+    g_autoptr(GPtrArray) args = stream_args_new (b, "producer", group, "broadcast",
+                                                 w->count, w->size);
 
-    role_args_add (args, "--group=%s", group);
-    role_args_add (args, "--mode=broadcast");
-    role_args_add (args, "--count=%d", w->count);
-    role_args_add (args, "--size=%d", w->size);
     producer = run_start (&run, "the producer", args);
   }
   for (guint i = 0; i < consumers->len; i++)
     run_wait (&run, g_ptr_array_index (consumers, i), "READY");
   run_wait (&run, producer, "READY");
-  if (run.error == NULL)
-    player_say (producer, "GO");
-  sent = run_expect (&run, producer, "RESULT");
+  sent = run_go (&run, producer);
   for (guint i = 0; i < consumers->len; i++)
     {
       g_autoptr(GHashTable) got = run_expect (&run, g_ptr_array_index (consumers, i), "RESULT");
@@ -1995,9 +2005,7 @@ case_latency (Bench          *b,
   }
   run_wait (&run, ponger, "READY");
   run_wait (&run, pinger, "READY");
-  if (run.error == NULL)
-    player_say (pinger, "GO");
-  result = run_expect (&run, pinger, "RESULT");
+  result = run_go (&run, pinger);
   echoed = run_expect (&run, ponger, "RESULT");
 
   json_object_set_int_member (c->json, "rounds", w->rounds);
@@ -2049,34 +2057,24 @@ case_large_one (Bench          *b,
   g_strdelimit (acks, " ", '-');
   run_begin (&run, b);
   {
-    g_autoptr(GPtrArray) args = role_args_new (b, "consumer");
+    g_autoptr(GPtrArray) args = stream_args_new (b, "consumer", group, "produce", count, size);
 
-    role_args_add (args, "--group=%s", group);
     role_args_add (args, "--reply-group=%s", acks);
-    role_args_add (args, "--mode=produce");
     role_args_add (args, "--window=0");
-    role_args_add (args, "--count=%" G_GINT64_FORMAT, count);
-    role_args_add (args, "--size=%" G_GINT64_FORMAT, size);
     role_args_add (args, "--max-object-size=%" G_GINT64_FORMAT, size + 4096);
     consumer = run_start (&run, "the consumer", args);
   }
   {
-    g_autoptr(GPtrArray) args = role_args_new (b, "producer");
+    g_autoptr(GPtrArray) args = stream_args_new (b, "producer", group, "produce", count, size);
 
-    role_args_add (args, "--group=%s", group);
     role_args_add (args, "--reply-group=%s", acks);
-    role_args_add (args, "--mode=produce");
     role_args_add (args, "--inflight=%d", w->large_window);
-    role_args_add (args, "--count=%" G_GINT64_FORMAT, count);
-    role_args_add (args, "--size=%" G_GINT64_FORMAT, size);
     role_args_add (args, "--max-object-size=%" G_GINT64_FORMAT, size + 4096);
     producer = run_start (&run, "the producer", args);
   }
   consumer_ready = run_expect (&run, consumer, "READY");
   producer_ready = run_expect (&run, producer, "READY");
-  if (run.error == NULL)
-    player_say (producer, "GO");
-  sent = run_expect (&run, producer, "RESULT");
+  sent = run_go (&run, producer);
   got = run_expect (&run, consumer, "RESULT");
   if (run.error == NULL)
     relay_stat (b, &relay_after, &connections, &run.error);
@@ -2137,6 +2135,7 @@ case_connect (Bench          *b,
 {
   CaseResult *c = case_result_new ("connect", "connect");
   g_autofree char *group = group_name (b, "connect");
+  g_autoptr(GHashTable) seeded = NULL;
   g_autoptr(GHashTable) result = NULL;
   Player *seeder, *connector;
   Run run;
@@ -2145,18 +2144,12 @@ case_connect (Bench          *b,
   /* The relay first holds a latest broadcast for the group: that is what
    * each new endpoint receives as soon as it joined. */
   {
-    g_autoptr(GPtrArray) args = role_args_new (b, "producer");
+    g_autoptr(GPtrArray) args = stream_args_new (b, "producer", group, "broadcast", 1, w->size);
 
-    role_args_add (args, "--group=%s", group);
-    role_args_add (args, "--mode=broadcast");
-    role_args_add (args, "--count=1");
-    role_args_add (args, "--size=%d", w->size);
     seeder = run_start (&run, "the seeding producer", args);
   }
   run_wait (&run, seeder, "READY");
-  if (run.error == NULL)
-    player_say (seeder, "GO");
-  run_wait (&run, seeder, "RESULT");
+  seeded = run_go (&run, seeder);
   run_finish_players (&run);
 
   {
@@ -2168,9 +2161,7 @@ case_connect (Bench          *b,
     connector = run_start (&run, "the connecting endpoint", args);
   }
   run_wait (&run, connector, "READY");
-  if (run.error == NULL)
-    player_say (connector, "GO");
-  result = run_expect (&run, connector, "RESULT");
+  result = run_go (&run, connector);
 
   json_object_set_int_member (c->json, "connects", w->connects);
   json_object_set_int_member (c->json, "size", w->size);
@@ -2663,7 +2654,6 @@ tlspyo_cli_bench (int    argc,
   g_autoptr(GOptionContext) context = NULL;
   g_autoptr(GPtrArray) results = g_ptr_array_new_with_free_func ((GDestroyNotify) case_result_free);
   g_autoptr(GError) error = NULL;
-  g_auto(GStrv) positional = NULL;
   g_auto(GStrv) cases = NULL;
   BenchOptions o;
   Workload w;
@@ -2676,13 +2666,7 @@ tlspyo_cli_bench (int    argc,
 
   bench_options_init (&o);
   context = bench_option_context_new (&o);
-  status = tlspyo_cli_parse (context, argc, argv, &positional);
-  if (status < 0 && positional[0] != NULL)
-    {
-      tlspyo_cli_printerr ("unexpected argument “%s”: run `%s --help` to see the options",
-                           positional[0], argv[0]);
-      status = TLSPYO_CLI_EXIT_USAGE;
-    }
+  status = tlspyo_cli_parse_options_only (context, argc, argv);
   if (status >= 0)
     {
       bench_options_clear (&o);

@@ -52,15 +52,17 @@ tlspyo_cli_usage_error (GError     **error,
 }
 
 GOptionContext *
-tlspyo_cli_context_new (const char *parameter_string,
-                        const char *summary,
-                        const char *description)
+tlspyo_cli_context_new (const char         *parameter_string,
+                        const char         *summary,
+                        const char         *description,
+                        const GOptionEntry *entries)
 {
   GOptionContext *context = g_option_context_new (parameter_string);
 
   g_option_context_set_summary (context, summary);
   if (description != NULL)
     g_option_context_set_description (context, description);
+  g_option_context_add_main_entries (context, entries, NULL);
   return context;
 }
 
@@ -99,6 +101,25 @@ tlspyo_cli_parse (GOptionContext  *context,
       g_strv_builder_add (rest, args[i]);
     }
   *positional = g_strv_builder_end (rest);
+  return -1;
+}
+
+int
+tlspyo_cli_parse_options_only (GOptionContext  *context,
+                               int              argc,
+                               char           **argv)
+{
+  g_auto(GStrv) positional = NULL;
+  int status = tlspyo_cli_parse (context, argc, argv, &positional);
+
+  if (status >= 0)
+    return status;
+  if (positional[0] != NULL)
+    {
+      tlspyo_cli_printerr ("unexpected argument “%s”: run `%s --help` to see the options",
+                           positional[0], argv[0]);
+      return TLSPYO_CLI_EXIT_USAGE;
+    }
   return -1;
 }
 

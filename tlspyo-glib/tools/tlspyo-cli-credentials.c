@@ -134,7 +134,6 @@ tlspyo_cli_credentials_generate (int    argc,
   g_autofree char *fingerprint = NULL;
   g_autofree char *key_file = NULL;
   g_autofree char *cert_file = NULL;
-  g_auto(GStrv) positional = NULL;
   g_autoptr(GOptionContext) context = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(GTlsCertificate) certificate = NULL;
@@ -165,17 +164,11 @@ tlspyo_cli_credentials_generate (int    argc,
                                     "(key.pem, mode 0600) and a self-signed certificate "
                                     "(certificate.pem). Prints where they went and the "
                                     "certificate's SHA-256 fingerprint, which endpoints check "
-                                    "with `tlspyo credentials fetch --fingerprint`.", NULL);
-  g_option_context_add_main_entries (context, entries, NULL);
-  status = tlspyo_cli_parse (context, argc, argv, &positional);
+                                    "with `tlspyo credentials fetch --fingerprint`.",
+                                    NULL, entries);
+  status = tlspyo_cli_parse_options_only (context, argc, argv);
   if (status >= 0)
     return status;
-  if (positional[0] != NULL)
-    {
-      tlspyo_cli_printerr ("unexpected argument “%s”: run `%s --help` to see the options",
-                           positional[0], argv[0]);
-      return TLSPYO_CLI_EXIT_USAGE;
-    }
 
   if (key_type_name != NULL && !parse_key_type (key_type_name, &key_type))
     {
@@ -282,7 +275,6 @@ tlspyo_cli_credentials_show (int    argc,
   g_autofree char *fingerprint = NULL;
   g_autofree char *subject = NULL;
   g_autoptr(GDateTime) not_after = NULL;
-  g_auto(GStrv) positional = NULL;
   g_autoptr(GOptionContext) context = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(GTlsCertificate) certificate = NULL;
@@ -297,17 +289,11 @@ tlspyo_cli_credentials_show (int    argc,
   context = tlspyo_cli_context_new (NULL, "Print the credentials folder (by default "
                                     "$XDG_DATA_HOME/tlspyo/credentials) and the SHA-256 "
                                     "fingerprint of the certificate.pem in it. Exits with 1 "
-                                    "when there is no certificate.", NULL);
-  g_option_context_add_main_entries (context, entries, NULL);
-  status = tlspyo_cli_parse (context, argc, argv, &positional);
+                                    "when there is no certificate.",
+                                    NULL, entries);
+  status = tlspyo_cli_parse_options_only (context, argc, argv);
   if (status >= 0)
     return status;
-  if (positional[0] != NULL)
-    {
-      tlspyo_cli_printerr ("unexpected argument “%s”: run `%s --help` to see the options",
-                           positional[0], argv[0]);
-      return TLSPYO_CLI_EXIT_USAGE;
-    }
 
   if (directory == NULL)
     directory = tlspyo_credentials_get_default_dir ();
@@ -427,7 +413,6 @@ tlspyo_cli_credentials_serve (int    argc,
   g_autofree char *fingerprint = NULL;
   g_autofree char *pem = NULL;
   g_autofree char *cert_file = NULL;
-  g_auto(GStrv) positional = NULL;
   g_autoptr(GOptionContext) context = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(GTlsCertificate) certificate = NULL;
@@ -454,17 +439,11 @@ tlspyo_cli_credentials_serve (int    argc,
                                     "key) to each client that connects over TCP, until SIGINT "
                                     "or SIGTERM. The connection is not secured: endpoints must "
                                     "check the fingerprint printed here with `tlspyo credentials "
-                                    "fetch --fingerprint`.", NULL);
-  g_option_context_add_main_entries (context, entries, NULL);
-  status = tlspyo_cli_parse (context, argc, argv, &positional);
+                                    "fetch --fingerprint`.",
+                                    NULL, entries);
+  status = tlspyo_cli_parse_options_only (context, argc, argv);
   if (status >= 0)
     return status;
-  if (positional[0] != NULL)
-    {
-      tlspyo_cli_printerr ("unexpected argument “%s”: run `%s --help` to see the options",
-                           positional[0], argv[0]);
-      return TLSPYO_CLI_EXIT_USAGE;
-    }
   if (port == -1)
     {
       tlspyo_cli_printerr ("no port given: pass --port PORT (0 for a free one, with --port-file)");
@@ -700,7 +679,6 @@ tlspyo_cli_credentials_fetch (int    argc,
   g_autofree char *key_file = NULL;
   g_autofree char *fingerprint = NULL;
   g_autofree char *pem = NULL;
-  g_auto(GStrv) positional = NULL;
   g_autoptr(GOptionContext) context = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(GBytes) data = NULL;
@@ -734,17 +712,11 @@ tlspyo_cli_credentials_fetch (int    argc,
                                     "credentials serve` and write it only if its SHA-256 "
                                     "fingerprint is the one given. Without --fingerprint it "
                                     "shows the fingerprint and asks on a terminal (trust on "
-                                    "first use); elsewhere it refuses.", NULL);
-  g_option_context_add_main_entries (context, entries, NULL);
-  status = tlspyo_cli_parse (context, argc, argv, &positional);
+                                    "first use); elsewhere it refuses.",
+                                    NULL, entries);
+  status = tlspyo_cli_parse_options_only (context, argc, argv);
   if (status >= 0)
     return status;
-  if (positional[0] != NULL)
-    {
-      tlspyo_cli_printerr ("unexpected argument “%s”: run `%s --help` to see the options",
-                           positional[0], argv[0]);
-      return TLSPYO_CLI_EXIT_USAGE;
-    }
   if (port == -1)
     {
       tlspyo_cli_printerr ("no port given: pass --port PORT, the one `tlspyo credentials serve` "
@@ -884,8 +856,8 @@ tlspyo_cli_credentials_hash_password (int    argc,
                                     "The password is read from --password-file or "
                                     "$TLSPYO_PASSWORD, never from the command line. Keep the "
                                     "hash secret too: it cannot log in, but it lets one pose "
-                                    "as the relay to that user's endpoints.");
-  g_option_context_add_main_entries (context, entries, NULL);
+                                    "as the relay to that user's endpoints.",
+                                    entries);
   status = tlspyo_cli_parse (context, argc, argv, &positional);
   if (status >= 0)
     return status;

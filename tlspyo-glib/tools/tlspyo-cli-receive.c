@@ -71,7 +71,6 @@ tlspyo_cli_receive (int    argc,
 {
   TlspyoCliEndpointOptions options = { .timeout = TIMEOUT_UNSET };
   g_auto(GStrv) groups = NULL;
-  g_auto(GStrv) positional = NULL;
   g_autoptr(GOptionContext) context = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(TlspyoEndpoint) endpoint = NULL;
@@ -109,20 +108,14 @@ tlspyo_cli_receive (int    argc,
                                     "with no object); 1 when fewer than --count objects arrived, "
                                     "or connecting failed. With --count, keep --notify at or "
                                     "below it: produced objects beyond the count would be taken "
-                                    "from the queue and not printed.");
-  g_option_context_add_main_entries (context, entries, NULL);
+                                    "from the queue and not printed.",
+                                    entries);
   tlspyo_cli_endpoint_options_add (context, &options);
-  status = tlspyo_cli_parse (context, argc, argv, &positional);
+  status = tlspyo_cli_parse_options_only (context, argc, argv);
   if (status >= 0)
     goto out;
 
   status = TLSPYO_CLI_EXIT_USAGE;
-  if (positional[0] != NULL)
-    {
-      tlspyo_cli_printerr ("unexpected argument “%s”: run `%s --help` to see the options",
-                           positional[0], argv[0]);
-      goto out;
-    }
   if (groups == NULL || groups[0] == NULL)
     {
       tlspyo_cli_printerr ("no group given: pass --group GROUP");

@@ -102,30 +102,26 @@ log_drop (const char *group,
           guint       n_reports,
           const char *reason)
 {
+  g_autofree char *message = NULL;
   char count_text[24];
   char reports_text[16];
 
   g_snprintf (count_text, sizeof count_text, "%" G_GUINT64_FORMAT, count);
   g_snprintf (reports_text, sizeof reports_text, "%u", n_reports);
   if (n_reports == 1)
-    g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE,
-                      "TLSPYO_EVENT", "object-dropped",
-                      "TLSPYO_GROUP", group,
-                      "TLSPYO_DROPPED", count_text,
-                      "TLSPYO_REPORTS", reports_text,
-                      "TLSPYO_REASON", reason,
-                      "MESSAGE", "Dropped %s object%s for group “%s”: %s",
-                      count_text, count == 1 ? "" : "s", group, reason);
+    message = g_strdup_printf ("Dropped %s object%s for group “%s”: %s",
+                               count_text, count == 1 ? "" : "s", group, reason);
   else
-    g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE,
-                      "TLSPYO_EVENT", "object-dropped",
-                      "TLSPYO_GROUP", group,
-                      "TLSPYO_DROPPED", count_text,
-                      "TLSPYO_REPORTS", reports_text,
-                      "TLSPYO_REASON", reason,
-                      "MESSAGE", "Dropped %s object%s for group “%s” in %s reports; "
-                      "the latest: %s", count_text, count == 1 ? "" : "s", group,
-                      reports_text, reason);
+    message = g_strdup_printf ("Dropped %s object%s for group “%s” in %s reports; "
+                               "the latest: %s", count_text, count == 1 ? "" : "s", group,
+                               reports_text, reason);
+  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE,
+                    "TLSPYO_EVENT", "object-dropped",
+                    "TLSPYO_GROUP", group,
+                    "TLSPYO_DROPPED", count_text,
+                    "TLSPYO_REPORTS", reports_text,
+                    "TLSPYO_REASON", reason,
+                    "MESSAGE", "%s", message);
 }
 
 /* Logs what each group dropped since its last line, and forgets the groups
@@ -487,7 +483,6 @@ tlspyo_cli_relay (int    argc,
   g_autofree char *listening = NULL;
   g_autofree char *fingerprint = NULL;
   g_autofree char *stats_interval_text = NULL;
-  g_auto(GStrv) positional = NULL;
   g_autoptr(GOptionContext) context = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(TlspyoConfig) config = NULL;
@@ -535,17 +530,11 @@ tlspyo_cli_relay (int    argc,
                                     "handshake_timeout, groups, limits, users, "
                                     "stats_interval and state_directory; see "
                                     "tlspyo(1). With users in it, the shared password is "
-                                    "optional: without one, only users get in.");
-  g_option_context_add_main_entries (context, entries, NULL);
-  status = tlspyo_cli_parse (context, argc, argv, &positional);
+                                    "optional: without one, only users get in.",
+                                    entries);
+  status = tlspyo_cli_parse_options_only (context, argc, argv);
   if (status >= 0)
     return status;
-  if (positional[0] != NULL)
-    {
-      tlspyo_cli_printerr ("unexpected argument “%s”: run `%s --help` to see the options",
-                           positional[0], argv[0]);
-      return TLSPYO_CLI_EXIT_USAGE;
-    }
   if (port != -1 && !tlspyo_cli_check_port (port, TRUE, &error))
     return tlspyo_cli_report (error);
   if (security_name != NULL && !tlspyo_cli_parse_security (security_name, &security, &error))

@@ -198,8 +198,8 @@ tlspyo_cli_send (int    argc,
                                     "numbers double (d), strings s, true/false b, null mv, "
                                     "arrays av and objects a{sv}. A JSON value starting with "
                                     "- goes after --. Blank lines of standard input are "
-                                    "skipped.");
-  g_option_context_add_main_entries (context, entries, NULL);
+                                    "skipped.",
+                                    entries);
   tlspyo_cli_endpoint_options_add (context, &options);
   args = rewrite_produce (argc, argv);
   status = tlspyo_cli_parse (context, (int) g_strv_length (args), args, &positional);

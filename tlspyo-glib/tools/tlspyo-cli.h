@@ -51,14 +51,19 @@ gboolean  tlspyo_cli_usage_error    (GError       **error,
 
 /* Option parsing with a --help of its own. Returns -1 when the command
  * should go on, else the exit code; @positional gets the arguments that
- * are not options. */
-GOptionContext *tlspyo_cli_context_new  (const char      *parameter_string,
-                                         const char      *summary,
-                                         const char      *description);
-int             tlspyo_cli_parse        (GOptionContext  *context,
-                                         int              argc,
-                                         char           **argv,
-                                         GStrv           *positional);
+ * are not options. tlspyo_cli_parse_options_only() is for a command that
+ * takes options only: any other argument is a usage error. */
+GOptionContext *tlspyo_cli_context_new  (const char         *parameter_string,
+                                         const char         *summary,
+                                         const char         *description,
+                                         const GOptionEntry *entries);
+int             tlspyo_cli_parse        (GOptionContext     *context,
+                                         int                 argc,
+                                         char              **argv,
+                                         GStrv              *positional);
+int             tlspyo_cli_parse_options_only (GOptionContext  *context,
+                                               int              argc,
+                                               char           **argv);
 
 gboolean  tlspyo_cli_check_port     (int             port,
                                      gboolean        allow_zero,

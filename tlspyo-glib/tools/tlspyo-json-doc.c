@@ -378,24 +378,61 @@ scanner_enter (Scanner *s)
   return TRUE;
 }
 
+/* Consumes @close, which ends the object or array entered last, if it
+ * comes next. */
+static gboolean
+scanner_leave (Scanner *s,
+               char     close)
+{
+  if (s->pos < s->length && s->data[s->pos] == close)
+    {
+      s->pos++;
+      s->depth--;
+      return TRUE;
+    }
+  return FALSE;
+}
+
+/* After @what (a member of the object, or an element of the array, opened
+ * at @open): skips a ‘,’ and sets *@more, or consumes @close and unsets it. */
+static gboolean
+scanner_next_element (Scanner                  *s,
+                      const TlspyoJsonPosition *open,
+                      char                      close,
+                      const char               *what,
+                      gboolean                 *more)
+{
+  scanner_skip_whitespace (s);
+  *more = s->pos < s->length && s->data[s->pos] == ',';
+  if (*more)
+    {
+      s->pos++;
+      return TRUE;
+    }
+  if (scanner_leave (s, close))
+    return TRUE;
+  {
+    g_autofree char *found = scanner_describe_at (s, s->pos);
+    return scanner_fail_at (s, s->pos, "expected ‘,’ or ‘%c’ after %s opened at line %u, "
+                            "column %u, found %s", close, what, open->line, open->column, found);
+  }
+}
+
 static gboolean
 scanner_object (Scanner *s)
 {
   TlspyoJsonPosition open = scanner_position_at (s, s->pos);
   g_autoptr(GHashTable) keys = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   g_autoptr(GString) key = g_string_new (NULL);
+  gboolean more;
 
   if (!scanner_enter (s))
     return FALSE;
   scanner_skip_whitespace (s);
-  if (s->pos < s->length && s->data[s->pos] == '}')
-    {
-      s->pos++;
-      s->depth--;
-      return TRUE;
-    }
+  if (scanner_leave (s, '}'))
+    return TRUE;
 
-  for (;;)
+  do
     {
       TlspyoJsonPosition key_position;
       gsize key_start;
@@ -430,72 +467,38 @@ scanner_object (Scanner *s)
         }
       s->pos++;
       scanner_skip_whitespace (s);
-      if (!scanner_value (s, &key_position))
+      if (!scanner_value (s, &key_position) ||
+          !scanner_next_element (s, &open, '}', "a member of the object", &more))
         return FALSE;
-
-      scanner_skip_whitespace (s);
-      if (s->pos < s->length && s->data[s->pos] == ',')
-        {
-          s->pos++;
-          continue;
-        }
-      if (s->pos < s->length && s->data[s->pos] == '}')
-        {
-          s->pos++;
-          s->depth--;
-          return TRUE;
-        }
-      {
-        g_autofree char *found = scanner_describe_at (s, s->pos);
-        return scanner_fail_at (s, s->pos, "expected ‘,’ or ‘}’ after a member of the object "
-                                "opened at line %u, column %u, found %s",
-                                open.line, open.column, found);
-      }
     }
+  while (more);
+  return TRUE;
 }
 
 static gboolean
 scanner_array (Scanner *s)
 {
   TlspyoJsonPosition open = scanner_position_at (s, s->pos);
+  gboolean more;
 
   if (!scanner_enter (s))
     return FALSE;
   scanner_skip_whitespace (s);
-  if (s->pos < s->length && s->data[s->pos] == ']')
-    {
-      s->pos++;
-      s->depth--;
-      return TRUE;
-    }
+  if (scanner_leave (s, ']'))
+    return TRUE;
 
-  for (;;)
+  do
     {
       scanner_skip_whitespace (s);
       if (s->pos < s->length && s->data[s->pos] == ']')
         return scanner_fail_at (s, s->pos, "a ‘,’ must not follow the last element of an "
                                 "array: remove it");
-      if (!scanner_value (s, NULL))
+      if (!scanner_value (s, NULL) ||
+          !scanner_next_element (s, &open, ']', "an element of the array", &more))
         return FALSE;
-      scanner_skip_whitespace (s);
-      if (s->pos < s->length && s->data[s->pos] == ',')
-        {
-          s->pos++;
-          continue;
-        }
-      if (s->pos < s->length && s->data[s->pos] == ']')
-        {
-          s->pos++;
-          s->depth--;
-          return TRUE;
-        }
-      {
-        g_autofree char *found = scanner_describe_at (s, s->pos);
-        return scanner_fail_at (s, s->pos, "expected ‘,’ or ‘]’ after an element of the array "
-                                "opened at line %u, column %u, found %s",
-                                open.line, open.column, found);
-      }
     }
+  while (more);
+  return TRUE;
 }
 
 static gboolean
