@@ -502,11 +502,35 @@ test_fingerprint_null (void)
   g_test_trap_assert_stderr ("*CRITICAL*tlspyo_credentials_get_fingerprint*");
 }
 
+/* Loading from @dir fails with a CREDENTIALS error whose message names
+ * every string of the NULL-terminated list that follows. */
 static void
-test_load_missing_folder (void)
+assert_load_fails (const char *dir,
+                   gboolean    with_key,
+                   ...) G_GNUC_NULL_TERMINATED;
+
+static void
+assert_load_fails (const char *dir,
+                   gboolean    with_key,
+                   ...)
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(GTlsCertificate) cert = NULL;
+  const char *needle;
+  va_list args;
+
+  cert = tlspyo_credentials_load_certificate (dir, with_key, &error);
+  g_assert_null (cert);
+  g_assert_error (error, TLSPYO_ERROR, TLSPYO_ERROR_CREDENTIALS);
+  va_start (args, with_key);
+  while ((needle = va_arg (args, const char *)) != NULL)
+    g_assert_nonnull (strstr (error->message, needle));
+  va_end (args);
+}
+
+static void
+test_load_missing_folder (void)
+{
   g_autofree char *dir = make_tmp_dir ();
   g_autofree char *missing = g_build_filename (dir, "nowhere", NULL);
 
@@ -516,20 +540,11 @@ test_load_missing_folder (void)
       return;
     }
 
-  cert = tlspyo_credentials_load_certificate (missing, TRUE, &error);
-  g_assert_null (cert);
-  g_assert_error (error, TLSPYO_ERROR, TLSPYO_ERROR_CREDENTIALS);
-  g_assert_nonnull (strstr (error->message, missing));
-  g_assert_nonnull (strstr (error->message, "tlspyo credentials generate"));
-  g_clear_error (&error);
+  assert_load_fails (missing, TRUE, missing, "tlspyo credentials generate", NULL);
 
-  cert = tlspyo_credentials_load_certificate (missing, FALSE, &error);
-  g_assert_null (cert);
-  g_assert_error (error, TLSPYO_ERROR, TLSPYO_ERROR_CREDENTIALS);
-  g_assert_nonnull (strstr (error->message, missing));
-  g_assert_nonnull (strstr (error->message, "certificate.pem"));
-  g_assert_nonnull (strstr (error->message, "tlspyo credentials fetch"));
-  g_assert_nonnull (strstr (error->message, "tlspyo credentials generate"));
+  assert_load_fails (missing, FALSE,
+                     missing, "certificate.pem", "tlspyo credentials fetch",
+                     "tlspyo credentials generate", NULL);
 
   remove_tree (dir);
 }
@@ -558,19 +573,10 @@ test_load_missing_file (void)
   g_assert_no_error (error);
   g_clear_object (&cert);
 
-  cert = tlspyo_credentials_load_certificate (dir, TRUE, &error);
-  g_assert_null (cert);
-  g_assert_error (error, TLSPYO_ERROR, TLSPYO_ERROR_CREDENTIALS);
-  g_assert_nonnull (strstr (error->message, key_path));
-  g_assert_nonnull (strstr (error->message, "tlspyo credentials generate"));
-  g_clear_error (&error);
+  assert_load_fails (dir, TRUE, key_path, "tlspyo credentials generate", NULL);
 
   g_assert_cmpint (g_unlink (cert_path), ==, 0);
-  cert = tlspyo_credentials_load_certificate (dir, FALSE, &error);
-  g_assert_null (cert);
-  g_assert_error (error, TLSPYO_ERROR, TLSPYO_ERROR_CREDENTIALS);
-  g_assert_nonnull (strstr (error->message, cert_path));
-  g_assert_nonnull (strstr (error->message, "tlspyo credentials generate"));
+  assert_load_fails (dir, FALSE, cert_path, "tlspyo credentials generate", NULL);
 
   remove_tree (dir);
 }
@@ -579,7 +585,6 @@ static void
 test_load_garbage (void)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(GTlsCertificate) cert = NULL;
   g_autofree char *dir = make_tmp_dir ();
   g_autofree char *key_path = g_build_filename (dir, "key.pem", NULL);
   g_autofree char *cert_path = g_build_filename (dir, "certificate.pem", NULL);
@@ -593,11 +598,7 @@ test_load_garbage (void)
   g_assert_true (g_file_set_contents (cert_path, "this is not a certificate\n", -1, &error));
   g_assert_no_error (error);
 
-  cert = tlspyo_credentials_load_certificate (dir, FALSE, &error);
-  g_assert_null (cert);
-  g_assert_error (error, TLSPYO_ERROR, TLSPYO_ERROR_CREDENTIALS);
-  g_assert_nonnull (strstr (error->message, cert_path));
-  g_clear_error (&error);
+  assert_load_fails (dir, FALSE, cert_path, NULL);
 
   /* A good certificate with a garbage key: the key is the file to blame. */
   g_assert_true (tlspyo_credentials_generate_full (dir, NULL, TLSPYO_KEY_TYPE_ECDSA,
@@ -607,10 +608,7 @@ test_load_garbage (void)
   g_assert_true (g_file_set_contents (key_path, "garbage\n", -1, &error));
   g_assert_no_error (error);
 
-  cert = tlspyo_credentials_load_certificate (dir, TRUE, &error);
-  g_assert_null (cert);
-  g_assert_error (error, TLSPYO_ERROR, TLSPYO_ERROR_CREDENTIALS);
-  g_assert_nonnull (strstr (error->message, key_path));
+  assert_load_fails (dir, TRUE, key_path, NULL);
 
   remove_tree (dir);
 }
@@ -619,7 +617,6 @@ static void
 test_load_mismatch (void)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(GTlsCertificate) cert = NULL;
   g_autofree char *dir_a = make_tmp_dir ();
   g_autofree char *dir_b = make_tmp_dir ();
   g_autofree char *key_a = g_build_filename (dir_a, "key.pem", NULL);
@@ -642,11 +639,7 @@ test_load_mismatch (void)
   g_assert_true (g_file_set_contents (key_a, contents, -1, &error));
   g_assert_no_error (error);
 
-  cert = tlspyo_credentials_load_certificate (dir_a, TRUE, &error);
-  g_assert_null (cert);
-  g_assert_error (error, TLSPYO_ERROR, TLSPYO_ERROR_CREDENTIALS);
-  g_assert_nonnull (strstr (error->message, dir_a));
-  g_assert_nonnull (strstr (error->message, "does not belong"));
+  assert_load_fails (dir_a, TRUE, dir_a, "does not belong", NULL);
 
   remove_tree (dir_a);
   remove_tree (dir_b);

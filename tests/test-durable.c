@@ -55,32 +55,10 @@ produce_strings (TlspyoEndpoint *ep,
 {
   for (guint i = first; i < first + n; i++)
     {
-      g_autoptr(GError) error = NULL;
       g_autofree char *text = g_strdup_printf ("%s%02u", prefix, i);
 
-      g_assert_true (tlspyo_endpoint_produce (ep, g_variant_new_string (text), group, &error));
-      g_assert_no_error (error);
+      tlspyo_test_produce_string (ep, text, group);
     }
-}
-
-static void
-flush_ok (TlspyoEndpoint *ep)
-{
-  g_autoptr(GError) error = NULL;
-
-  g_assert_true (tlspyo_endpoint_flush (ep, TLSPYO_TEST_TIMEOUT_MS, &error));
-  g_assert_no_error (error);
-}
-
-static void
-notify_ok (TlspyoEndpoint *ep,
-           const char     *group,
-           int             count)
-{
-  g_autoptr(GError) error = NULL;
-
-  g_assert_true (tlspyo_endpoint_notify_ready (ep, group, count, &error));
-  g_assert_no_error (error);
 }
 
 /* Pops @n objects (bounded) and checks they are PREFIX first .. first+n-1. */
@@ -124,17 +102,17 @@ test_queue (TlspyoTestFixture *fixture,
   TlspyoEndpoint *consumer;
 
   produce_strings (producer, "work", "o", 0, 20);
-  flush_ok (producer);  /* acknowledged: committed */
+  tlspyo_test_flush (producer);  /* acknowledged: committed */
   g_assert_true (g_file_test (db, G_FILE_TEST_IS_REGULAR));
 
   durable_restart (fixture, producer);
   consumer = tlspyo_test_endpoint_start (fixture, "work");
-  notify_ok (consumer, "work", 25);
+  tlspyo_test_notify_ready (consumer, "work", 25);
   expect_strings (consumer, "o", 0, 20);
   tlspyo_test_expect_nothing (consumer, 200);
 
   /* Taken: gone for good, after one more restart too. */
-  flush_ok (consumer);
+  tlspyo_test_flush (consumer);
   durable_restart (fixture, consumer);
   g_assert_true (tlspyo_test_wait_connected_state (consumer, TRUE));
   produce_strings (producer, "work", "n", 0, 1);
@@ -162,7 +140,7 @@ test_latest_broadcast (TlspyoTestFixture *fixture,
       g_assert_true (tlspyo_endpoint_broadcast (broadcaster, g_variant_new_string (text), "news",
                                                 NULL));
     }
-  flush_ok (broadcaster);
+  tlspyo_test_flush (broadcaster);
   tlspyo_test_expect_string (seen, "b1");
   tlspyo_test_expect_string (seen, "b2");
 
@@ -182,14 +160,6 @@ test_latest_broadcast (TlspyoTestFixture *fixture,
   durable_finish (fixture, dir);
 }
 
-static gboolean
-has_n_queued (gpointer data)
-{
-  gpointer *args = data;
-
-  return tlspyo_endpoint_get_n_queued (args[0]) == GPOINTER_TO_UINT (args[1]);
-}
-
 /* Objects in flight to a consumer's session come back parked: the
  * consumer resumes after the restart and gets those it had not taken, in
  * order; another consumer with credit never gets them. */
@@ -201,18 +171,17 @@ test_parked (TlspyoTestFixture *fixture,
   TlspyoEndpoint *producer = tlspyo_test_endpoint_start (fixture, "producers");
   TlspyoEndpoint *a = tlspyo_test_endpoint_start (fixture, "work");
   TlspyoEndpoint *b = tlspyo_test_endpoint_start (fixture, "work");
-  gpointer args[] = { a, GUINT_TO_POINTER (10) };
 
   produce_strings (producer, "work", "p", 0, 10);
-  flush_ok (producer);
-  notify_ok (a, "work", 10);
+  tlspyo_test_flush (producer);
+  tlspyo_test_notify_ready (a, "work", 10);
   /* All ten at a, in flight; the application takes three. */
-  g_assert_true (tlspyo_test_wait_until (has_n_queued, args));
+  tlspyo_test_wait_n_queued (a, 10);
   expect_strings (a, "p", 0, 3);
-  flush_ok (a);  /* the TAKEN is acknowledged: committed */
+  tlspyo_test_flush (a);  /* the TAKEN is acknowledged: committed */
 
   durable_restart (fixture, a);
-  notify_ok (b, "work", 10);
+  tlspyo_test_notify_ready (b, "work", 10);
   g_assert_true (tlspyo_test_wait_connected_state (b, TRUE));
   expect_strings (a, "p", 3, 7);
   tlspyo_test_expect_nothing (a, 100);
@@ -231,173 +200,6 @@ test_parked (TlspyoTestFixture *fixture,
  * gives: without the state it would be 0, and all three would be queued
  * twice). */
 
-typedef struct {
-  GSocketConnection  *conn;
-  GSocket            *socket;
-  TlspyoFrameDecoder *decoder;
-  GQueue              frames;  /* of TlspyoFrame copies */
-} Raw;
-
-static gboolean
-raw_collect_cb (const TlspyoFrame *frame,
-                gpointer           user_data)
-{
-  Raw *raw = user_data;
-  TlspyoFrame *copy = g_new0 (TlspyoFrame, 1);
-
-  copy->type = frame->type;
-  copy->meta = g_variant_ref (frame->meta);
-  copy->body = frame->body != NULL ? g_bytes_ref (frame->body) : NULL;
-  g_queue_push_tail (&raw->frames, copy);
-  return TRUE;
-}
-
-static void
-raw_frame_free (gpointer data)
-{
-  TlspyoFrame *frame = data;
-
-  g_variant_unref (frame->meta);
-  g_clear_pointer (&frame->body, g_bytes_unref);
-  g_free (frame);
-}
-
-static void
-raw_send (Raw             *raw,
-          TlspyoFrameType  type,
-          GVariant        *meta,
-          GBytes          *body)
-{
-  g_autoptr(GByteArray) out = g_byte_array_new ();
-  g_autoptr(GError) error = NULL;
-
-  tlspyo_frame_append (out, type, meta, body != NULL ? g_bytes_get_size (body) : 0);
-  if (body != NULL)
-    g_byte_array_append (out, g_bytes_get_data (body, NULL), g_bytes_get_size (body));
-  g_assert_true (g_output_stream_write_all (g_io_stream_get_output_stream (G_IO_STREAM (raw->conn)),
-                                            out->data, out->len, NULL, NULL, &error));
-  g_assert_no_error (error);
-}
-
-/* The next frame of @type, skipping others (bounded by the socket timeout). */
-static TlspyoFrame *
-raw_expect (Raw             *raw,
-            TlspyoFrameType  type)
-{
-  for (;;)
-    {
-      TlspyoFrame *frame;
-      guint8 buffer[16384];
-      g_autoptr(GError) error = NULL;
-      gssize n;
-
-      while ((frame = g_queue_pop_head (&raw->frames)) != NULL)
-        {
-          if (frame->type == type)
-            return frame;
-          raw_frame_free (frame);
-        }
-      n = g_socket_receive (raw->socket, (char *) buffer, sizeof buffer, NULL, &error);
-      g_assert_no_error (error);
-      g_assert_cmpint (n, >, 0);
-      g_assert_true (tlspyo_frame_decoder_feed (raw->decoder, buffer, n, raw_collect_cb, raw,
-                                                &error));
-      g_assert_no_error (error);
-    }
-}
-
-/* Joins "producers" with session @session_id; returns the number RESUMED
- * says the next sequenced frame must have. */
-static Raw *
-raw_join (guint         port,
-          const guint8 *session_id,
-          guint64      *next)
-{
-  g_autoptr(GSocketClient) client = g_socket_client_new ();
-  g_autoptr(GError) error = NULL;
-  guint8 nonce[TLSPYO_AUTH_NONCE_SIZE], key[TLSPYO_AUTH_KEY_SIZE], proof[TLSPYO_AUTH_PROOF_SIZE];
-  g_autoptr(GVariant) relay_nonce = NULL;
-  g_autoptr(GVariant) salt = NULL;
-  const char *groups[] = { "producers", NULL };
-  TlspyoFrame *frame;
-  guint32 iterations;
-  guint64 max_size;
-  gboolean kept;
-  const guint8 *salt_data;
-  gsize salt_len;
-  Raw *raw = g_new0 (Raw, 1);
-
-  g_socket_client_set_enable_proxy (client, FALSE);
-  raw->conn = g_socket_client_connect_to_host (client, "127.0.0.1", port, NULL, &error);
-  g_assert_no_error (error);
-  raw->socket = g_socket_connection_get_socket (raw->conn);
-  g_socket_set_timeout (raw->socket, MAX (TLSPYO_TEST_TIMEOUT_MS / 1000, 1));
-  raw->decoder = tlspyo_frame_decoder_new (TLSPYO_FRAME_MAX_META, 1024 * 1024,
-                                           TLSPYO_FRAME_MASK_ALL);
-  g_queue_init (&raw->frames);
-
-  tlspyo_auth_random (nonce, sizeof nonce);
-  raw_send (raw, TLSPYO_FRAME_HELLO,
-            g_variant_new ("(u@ay)", (guint32) TLSPYO_PROTOCOL_VERSION,
-                           g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, nonce, sizeof nonce, 1)),
-            NULL);
-  frame = raw_expect (raw, TLSPYO_FRAME_CHALLENGE);
-  g_variant_get (frame->meta, "(@ay@ayu)", &relay_nonce, &salt, &iterations);
-  raw_frame_free (frame);
-  salt_data = g_variant_get_fixed_array (salt, &salt_len, 1);
-  g_assert_true (tlspyo_auth_derive_key (TLSPYO_TEST_PASSWORD, salt_data, salt_len, iterations,
-                                         key, &error));
-  g_assert_no_error (error);
-  tlspyo_auth_proof (key, TLSPYO_AUTH_ROLE_ENDPOINT, nonce, g_variant_get_data (relay_nonce),
-                     proof);
-  raw_send (raw, TLSPYO_FRAME_AUTH,
-            g_variant_new ("(@ay^as)",
-                           g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, proof, sizeof proof, 1),
-                           groups),
-            NULL);
-  raw_frame_free (raw_expect (raw, TLSPYO_FRAME_WELCOME));
-  raw_send (raw, TLSPYO_FRAME_SESSION,
-            g_variant_new ("(@ayt@a{st}@a{s(tt)})",
-                           g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, session_id,
-                                                      TLSPYO_SESSION_ID_SIZE, 1),
-                           (guint64) 0,
-                           g_variant_new_array (G_VARIANT_TYPE ("{st}"), NULL, 0),
-                           g_variant_new_array (G_VARIANT_TYPE ("{s(tt)}"), NULL, 0)),
-            NULL);
-  frame = raw_expect (raw, TLSPYO_FRAME_RESUMED);
-  g_variant_get (frame->meta, "(ttb)", next, &max_size, &kept);
-  raw_frame_free (frame);
-  return raw;
-}
-
-static void
-raw_free (Raw *raw)
-{
-  g_io_stream_close (G_IO_STREAM (raw->conn), NULL, NULL);
-  g_object_unref (raw->conn);
-  tlspyo_frame_decoder_free (raw->decoder);
-  g_queue_clear_full (&raw->frames, raw_frame_free);
-  g_free (raw);
-}
-
-/* Waits for the ACK that counts @n frames. */
-static void
-raw_expect_ack (Raw     *raw,
-                guint64  n)
-{
-  for (;;)
-    {
-      TlspyoFrame *frame = raw_expect (raw, TLSPYO_FRAME_ACK);
-      guint64 acked;
-
-      g_variant_get (frame->meta, "(t)", &acked);
-      raw_frame_free (frame);
-      g_assert_cmpuint (acked, <=, n);
-      if (acked == n)
-        return;
-    }
-}
-
 static void
 test_dedup_state (TlspyoTestFixture *fixture,
                   gconstpointer      data)
@@ -405,29 +207,30 @@ test_dedup_state (TlspyoTestFixture *fixture,
   g_autofree char *dir = durable_start (fixture);
   guint8 id[TLSPYO_SESSION_ID_SIZE];
   TlspyoEndpoint *consumer;
-  guint64 next = G_MAXUINT64;
-  Raw *raw;
+  guint64 next;
+  TlspyoTestRaw *raw;
 
   tlspyo_auth_random (id, sizeof id);
-  raw = raw_join (fixture->port, id, &next);
+  raw = tlspyo_test_raw_join (fixture->port, "producers", id);
+  next = tlspyo_test_raw_expect_resumed (raw, NULL);
   g_assert_cmpuint (next, ==, 0);
   for (guint i = 0; i < 3; i++)
     {
       g_autofree char *text = g_strdup_printf ("d%02u", i);
-      g_autoptr(GBytes) body = tlspyo_object_to_bytes (g_variant_new_string (text));
 
-      raw_send (raw, TLSPYO_FRAME_OBJECT, g_variant_new_parsed ("({'work': 1},)"), body);
+      tlspyo_test_raw_produce (raw, "work", text);
     }
-  raw_expect_ack (raw, 3);
-  raw_free (raw);
+  tlspyo_test_raw_expect_ack (raw, 3);
+  tlspyo_test_raw_free (raw);
 
   durable_restart (fixture, NULL);
-  raw = raw_join (fixture->port, id, &next);
+  raw = tlspyo_test_raw_join (fixture->port, "producers", id);
+  next = tlspyo_test_raw_expect_resumed (raw, NULL);
   g_assert_cmpuint (next, ==, 3);
-  raw_free (raw);
+  tlspyo_test_raw_free (raw);
 
   consumer = tlspyo_test_endpoint_start (fixture, "work");
-  notify_ok (consumer, "work", 10);
+  tlspyo_test_notify_ready (consumer, "work", 10);
   expect_strings (consumer, "d", 0, 3);
   tlspyo_test_expect_nothing (consumer, 200);
 
@@ -464,11 +267,11 @@ test_no_state_directory (TlspyoTestFixture *fixture,
   g_assert_null (state_directory);
   producer = tlspyo_test_endpoint_start (fixture, "producers");
   produce_strings (producer, "work", "m", 0, 3);
-  flush_ok (producer);
+  tlspyo_test_flush (producer);
 
   durable_restart (fixture, producer);
   consumer = tlspyo_test_endpoint_start (fixture, "work");
-  notify_ok (consumer, "work", 10);
+  tlspyo_test_notify_ready (consumer, "work", 10);
   tlspyo_test_expect_nothing (consumer, 200);
 
   durable_finish (fixture, NULL);
@@ -523,7 +326,7 @@ test_commit_failure (TlspyoTestFixture *fixture,
   gulong handler;
 
   produce_strings (producer, "work", "f", 0, 1);
-  flush_ok (producer);
+  tlspyo_test_flush (producer);
 
   tlspyo_test_log_tolerate (COMMIT_FAILURE_WARNING);
   handler = g_signal_connect (fixture->relay, "endpoint-refused", G_CALLBACK (refused_cb),
@@ -547,9 +350,9 @@ test_commit_failure (TlspyoTestFixture *fixture,
   g_signal_handler_disconnect (fixture->relay, handler);
 
   durable_restart (fixture, NULL);
-  flush_ok (producer);  /* resent to the relay that works */
+  tlspyo_test_flush (producer);  /* resent to the relay that works */
   consumer = tlspyo_test_endpoint_start (fixture, "work");
-  notify_ok (consumer, "work", 10);
+  tlspyo_test_notify_ready (consumer, "work", 10);
   expect_strings (consumer, "f", 0, 2);
   tlspyo_test_expect_nothing (consumer, 200);
 
@@ -662,33 +465,6 @@ test_write_gate (void)
  * object on its own: it refuses a frame of more copies than MAX_COPIES
  * (65536), saying why. */
 
-typedef struct {
-  TlspyoError  code;
-  char        *reason;
-} ActionRefusal;
-
-static void
-action_refused_cb (TlspyoEndpoint *ep,
-                   const char     *group,
-                   TlspyoError     code,
-                   const char     *reason,
-                   gpointer        user_data)
-{
-  ActionRefusal *refusal = user_data;
-
-  if (refusal->reason == NULL)
-    {
-      refusal->code = code;
-      refusal->reason = g_strdup (reason);
-    }
-}
-
-static gboolean
-action_refusal_seen (gpointer data)
-{
-  return ((ActionRefusal *) data)->reason != NULL;
-}
-
 static void
 test_many_copies (TlspyoTestFixture *fixture,
                   gconstpointer      data)
@@ -696,28 +472,28 @@ test_many_copies (TlspyoTestFixture *fixture,
   g_autofree char *dir = durable_start (fixture);
   TlspyoEndpoint *producer = tlspyo_test_endpoint_start (fixture, "producers");
   TlspyoEndpoint *consumer = tlspyo_test_endpoint_start (fixture, "work");
-  ActionRefusal refusal = { 0 };
+  TlspyoTestRefusals refusal = { 0 };
   g_autoptr(GError) error = NULL;
 
   tlspyo_test_log_tolerate ("*refused an action*");
-  g_signal_connect (producer, "action-refused", G_CALLBACK (action_refused_cb), &refusal);
+  tlspyo_test_refusals_watch_endpoint (&refusal, producer);
   g_assert_true (tlspyo_endpoint_send_object (producer, g_variant_new_string ("many"),
                                               g_variant_new_parsed ("{'work': 65537}"), &error));
   g_assert_no_error (error);
-  g_assert_true (tlspyo_test_wait_until (action_refusal_seen, &refusal));
+  g_assert_true (tlspyo_test_wait_until (tlspyo_test_refusals_seen, &refusal));
   g_assert_cmpint (refusal.code, ==, TLSPYO_ERROR_LIMIT);
   g_assert_nonnull (strstr (refusal.reason, "65536"));
   g_assert_true (tlspyo_endpoint_send_object (producer, g_variant_new_string ("c00"),
                                               g_variant_new_parsed ("{'work': 3}"), &error));
   g_assert_no_error (error);
-  flush_ok (producer);
-  notify_ok (consumer, "work", 10);
+  tlspyo_test_flush (producer);
+  tlspyo_test_notify_ready (consumer, "work", 10);
   for (guint i = 0; i < 3; i++)
     tlspyo_test_expect_string (consumer, "c00");
   tlspyo_test_expect_nothing (consumer, 200);
 
   g_signal_handlers_disconnect_by_data (producer, &refusal);
-  g_free (refusal.reason);
+  tlspyo_test_refusals_clear (&refusal);
   durable_finish (fixture, dir);
   tlspyo_test_log_reset ();
 }
@@ -731,7 +507,6 @@ test_parked_timeout (TlspyoTestFixture *fixture,
 {
   g_autofree char *dir = NULL;
   TlspyoEndpoint *producer, *a, *b;
-  gpointer args[2];
   gint64 restarted;
   const double timeout = 1.0;
 
@@ -739,12 +514,10 @@ test_parked_timeout (TlspyoTestFixture *fixture,
   dir = durable_start (fixture);
   producer = tlspyo_test_endpoint_start (fixture, "producers");
   a = tlspyo_test_endpoint_start (fixture, "work");
-  args[0] = a;
-  args[1] = GUINT_TO_POINTER (5);
   produce_strings (producer, "work", "t", 0, 5);
-  flush_ok (producer);
-  notify_ok (a, "work", 5);
-  g_assert_true (tlspyo_test_wait_until (has_n_queued, args));
+  tlspyo_test_flush (producer);
+  tlspyo_test_notify_ready (a, "work", 5);
+  tlspyo_test_wait_n_queued (a, 5);
 
   /* a goes away for good while the relay is down: no goodbye reaches it. */
   tlspyo_relay_stop (fixture->relay);
@@ -753,7 +526,7 @@ test_parked_timeout (TlspyoTestFixture *fixture,
   restarted = g_get_monotonic_time ();
   tlspyo_test_fixture_restart (fixture);
   b = tlspyo_test_endpoint_start (fixture, "work");
-  notify_ok (b, "work", 10);
+  tlspyo_test_notify_ready (b, "work", 10);
   expect_strings (b, "t", 0, 5);
   g_assert_cmpint (g_get_monotonic_time () - restarted, >=, (gint64) (timeout * G_USEC_PER_SEC));
   tlspyo_test_expect_nothing (b, 100);

@@ -14,34 +14,14 @@
 #define STOP_WARNINGS "Endpoint stopped with * objects*"
 
 static void
-broadcast (TlspyoEndpoint *ep,
-           GVariant       *object,
-           const char     *group)
-{
-  g_autoptr(GError) error = NULL;
-
-  g_assert_true (tlspyo_endpoint_broadcast (ep, object, group, &error));
-  g_assert_no_error (error);
-}
-
-static void
-flush (TlspyoEndpoint *ep)
-{
-  g_autoptr(GError) error = NULL;
-
-  g_assert_true (tlspyo_endpoint_flush (ep, TLSPYO_TEST_TIMEOUT_MS, &error));
-  g_assert_no_error (error);
-}
-
-static void
 broadcast_ints (TlspyoEndpoint *ep,
                 const char     *group,
                 int             from,
                 int             to)
 {
   for (int i = from; i < to; i++)
-    broadcast (ep, g_variant_new_int32 (i), group);
-  flush (ep);
+    tlspyo_test_broadcast (ep, g_variant_new_int32 (i), group);
+  tlspyo_test_flush (ep);
 }
 
 static void
@@ -56,30 +36,6 @@ assert_ints (GPtrArray *objects,
       g_assert_true (g_variant_is_of_type (objects->pdata[i], G_VARIANT_TYPE_INT32));
       g_assert_cmpint (g_variant_get_int32 (objects->pdata[i]), ==, from + (int) i);
     }
-}
-
-typedef struct {
-  TlspyoEndpoint *ep;
-  guint           n;
-} QueuedCount;
-
-static gboolean
-queued_reached (gpointer data)
-{
-  QueuedCount *q = data;
-
-  return tlspyo_endpoint_get_n_queued (q->ep) >= q->n;
-}
-
-/* Waits (bounded) until @ep holds @n objects in its local queue. */
-static void
-wait_queued (TlspyoEndpoint *ep,
-             guint           n)
-{
-  QueuedCount q = { ep, n };
-
-  g_assert_true (tlspyo_test_wait_until (queued_reached, &q));
-  g_assert_cmpuint (tlspyo_endpoint_get_n_queued (ep), ==, n);
 }
 
 static gboolean
@@ -152,8 +108,8 @@ test_objects_round_trip (TlspyoTestFixture *f,
   }
 
   for (guint i = 0; i < sent->len; i++)
-    broadcast (sender, sent->pdata[i], "g");
-  flush (sender);
+    tlspyo_test_broadcast (sender, sent->pdata[i], "g");
+  tlspyo_test_flush (sender);
 
   got = tlspyo_test_pop_n (receiver, sent->len);
   for (guint i = 0; i < sent->len; i++)
@@ -190,13 +146,13 @@ test_objects_floating (TlspyoTestFixture *f,
   floating = g_variant_new_string ("floating");
   g_variant_ref (floating);
   g_assert_true (g_variant_is_floating (floating));
-  broadcast (sender, floating, "g");
+  tlspyo_test_broadcast (sender, floating, "g");
   g_assert_false (g_variant_is_floating (floating));
   g_variant_unref (floating);
 
   /* A normal reference stays the caller's. */
   owned = g_variant_ref_sink (g_variant_new_string ("owned"));
-  broadcast (sender, owned, "g");
+  tlspyo_test_broadcast (sender, owned, "g");
   g_assert_cmpstr (g_variant_get_string (owned, NULL), ==, "owned");
   g_variant_unref (owned);
 
@@ -223,7 +179,7 @@ test_objects_floating (TlspyoTestFixture *f,
   g_assert_error (error, TLSPYO_ERROR, TLSPYO_ERROR_INVALID_ARGUMENT);
   g_clear_error (&error);
 
-  flush (sender);
+  tlspyo_test_flush (sender);
   tlspyo_test_expect_string (receiver, "floating");
   tlspyo_test_expect_string (receiver, "owned");
   tlspyo_test_expect_string (receiver, "send_object");
@@ -245,7 +201,7 @@ test_receive_calls (TlspyoTestFixture *f,
   receiver = tlspyo_test_endpoint_start (f, "g");
 
   broadcast_ints (sender, "g", 0, 6);
-  wait_queued (receiver, 6);
+  tlspyo_test_wait_n_queued (receiver, 6);
 
   /* pop: the oldest, up to max_items */
   got = tlspyo_endpoint_pop (receiver, 2, 0, &error);
@@ -262,7 +218,7 @@ test_receive_calls (TlspyoTestFixture *f,
 
   /* receive_all: everything */
   broadcast_ints (sender, "g", 6, 9);
-  wait_queued (receiver, 3);
+  tlspyo_test_wait_n_queued (receiver, 3);
   got = tlspyo_endpoint_receive_all (receiver, 0, &error);
   g_assert_no_error (error);
   assert_ints (got, 6, 9);
@@ -270,13 +226,13 @@ test_receive_calls (TlspyoTestFixture *f,
 
   /* Fewer than max_items: all there is, at once. */
   broadcast_ints (sender, "g", 9, 12);
-  wait_queued (receiver, 3);
+  tlspyo_test_wait_n_queued (receiver, 3);
   got = tlspyo_endpoint_get_last (receiver, 5, TLSPYO_TEST_TIMEOUT_MS, &error);
   g_assert_no_error (error);
   assert_ints (got, 9, 12);
   g_ptr_array_unref (got);
   broadcast_ints (sender, "g", 12, 14);
-  wait_queued (receiver, 2);
+  tlspyo_test_wait_n_queued (receiver, 2);
   got = tlspyo_endpoint_pop (receiver, 5, -1, &error);
   g_assert_no_error (error);
   assert_ints (got, 12, 14);
@@ -316,7 +272,7 @@ test_receive_calls (TlspyoTestFixture *f,
   /* A wait ends as soon as one object comes: not at the timeout, not once
    * max_items came. */
   start = g_get_monotonic_time ();
-  broadcast (sender, g_variant_new_int32 (14), "g");
+  tlspyo_test_broadcast (sender, g_variant_new_int32 (14), "g");
   got = tlspyo_endpoint_pop (receiver, 3, TLSPYO_TEST_TIMEOUT_MS, &error);
   g_assert_no_error (error);
   assert_ints (got, 14, 15);
@@ -373,7 +329,7 @@ test_receive_not_running (TlspyoTestFixture *f,
   g_assert_true (tlspyo_endpoint_wait_connected (ep, TLSPYO_TEST_TIMEOUT_MS, &error));
   g_assert_no_error (error);
   broadcast_ints (sender, "g", 0, 2);
-  wait_queued (ep, 2);
+  tlspyo_test_wait_n_queued (ep, 2);
   tlspyo_endpoint_stop (ep);
   got = tlspyo_endpoint_pop (ep, 5, -1, &error);
   g_assert_no_error (error);
@@ -482,7 +438,7 @@ test_pop_async_arrival (TlspyoTestFixture *f,
   r.expected_context = g_main_context_default ();
   tlspyo_endpoint_pop_async (receiver, 5, NULL, pop_done_cb, &r);
   g_assert_false (r.done);
-  broadcast (sender, g_variant_new_int32 (1), "g");
+  tlspyo_test_broadcast (sender, g_variant_new_int32 (1), "g");
   g_assert_true (tlspyo_test_wait_until (pop_done, &r));
   g_assert_no_error (r.error);
   assert_ints (r.objects, 1, 2);
@@ -495,7 +451,7 @@ test_pop_async_arrival (TlspyoTestFixture *f,
   t.ep = receiver;
   thread = g_thread_new ("pop-async", pop_async_thread, &t);
   wait_atomic (&t.issued);
-  broadcast (sender, g_variant_new_int32 (2), "g");
+  tlspyo_test_broadcast (sender, g_variant_new_int32 (2), "g");
   g_thread_join (thread);
   g_assert_true (t.result.done);
   g_assert_no_error (t.result.error);
@@ -516,7 +472,7 @@ test_pop_async_queued (TlspyoTestFixture *f,
   sender = tlspyo_test_endpoint_start (f, "s");
   receiver = tlspyo_test_endpoint_start (f, "g");
   broadcast_ints (sender, "g", 0, 3);
-  wait_queued (receiver, 3);
+  tlspyo_test_wait_n_queued (receiver, 3);
 
   /* Objects already there: completes without anything new arriving. */
   r.expected_context = g_main_context_default ();
@@ -734,6 +690,23 @@ test_signal_context (TlspyoTestFixture *f,
   signal_log_clear (&log);
 }
 
+/* A sender in "s" and a receiver in "g1,g2" whose g1 objects go to
+ * @log's handler, expected on this thread and its default context. */
+static void
+detail_setup (TlspyoTestFixture  *f,
+              SignalLog          *log,
+              TlspyoEndpoint    **sender,
+              TlspyoEndpoint    **receiver)
+{
+  signal_log_init (log);
+  log->thread = g_thread_self ();
+  log->context = g_main_context_default ();
+  tlspyo_test_fixture_start (f);
+  *sender = tlspyo_test_endpoint_start (f, "s");
+  *receiver = tlspyo_test_endpoint_start (f, "g1,g2");
+  g_signal_connect (*receiver, "object-received::g1", G_CALLBACK (object_received_cb), log);
+}
+
 static void
 test_signal_detail (TlspyoTestFixture *f,
                     gconstpointer      data)
@@ -742,19 +715,13 @@ test_signal_detail (TlspyoTestFixture *f,
   SignalLog log;
   g_autoptr(GPtrArray) got = NULL;
 
-  signal_log_init (&log);
-  log.thread = g_thread_self ();
-  log.context = g_main_context_default ();
-  tlspyo_test_fixture_start (f);
-  sender = tlspyo_test_endpoint_start (f, "s");
-  receiver = tlspyo_test_endpoint_start (f, "g1,g2");
-  g_signal_connect (receiver, "object-received::g1", G_CALLBACK (object_received_cb), &log);
+  detail_setup (f, &log, &sender, &receiver);
 
-  broadcast (sender, g_variant_new_int32 (0), "g1");
-  broadcast (sender, g_variant_new_int32 (1), "g2");
-  broadcast (sender, g_variant_new_int32 (2), "g1");
-  broadcast (sender, g_variant_new_int32 (3), "g2");
-  flush (sender);
+  tlspyo_test_broadcast (sender, g_variant_new_int32 (0), "g1");
+  tlspyo_test_broadcast (sender, g_variant_new_int32 (1), "g2");
+  tlspyo_test_broadcast (sender, g_variant_new_int32 (2), "g1");
+  tlspyo_test_broadcast (sender, g_variant_new_int32 (3), "g2");
+  tlspyo_test_flush (sender);
 
   got = tlspyo_test_pop_n (receiver, 4);
   assert_ints (got, 0, 4);
@@ -781,18 +748,12 @@ test_signal_detail_burst (TlspyoTestFixture *f,
   SignalLog log;
   g_autoptr(GPtrArray) got = NULL;
 
-  signal_log_init (&log);
-  log.thread = g_thread_self ();
-  log.context = g_main_context_default ();
-  tlspyo_test_fixture_start (f);
-  sender = tlspyo_test_endpoint_start (f, "s");
-  receiver = tlspyo_test_endpoint_start (f, "g1,g2");
-  g_signal_connect (receiver, "object-received::g1", G_CALLBACK (object_received_cb), &log);
+  detail_setup (f, &log, &sender, &receiver);
 
   /* g2 first: nobody listens to it, but to the g1 objects that follow. */
   for (int i = 0; i < 200; i++)
-    broadcast (sender, g_variant_new_int32 (i), i % 2 == 0 ? "g2" : "g1");
-  flush (sender);
+    tlspyo_test_broadcast (sender, g_variant_new_int32 (i), i % 2 == 0 ? "g2" : "g1");
+  tlspyo_test_flush (sender);
 
   got = tlspyo_test_pop_n (receiver, 200);
   assert_ints (got, 0, 200);
@@ -836,11 +797,11 @@ test_signal_take_and_order (TlspyoTestFixture *f,
   /* A handler connected while objects flow: the queue keeps their order. */
   for (int i = 0; i < 200; i++)
     {
-      broadcast (sender, g_variant_new_int32 (i), "g");
+      tlspyo_test_broadcast (sender, g_variant_new_int32 (i), "g");
       if (i == 100)
         g_signal_connect (receiver, "object-received", G_CALLBACK (object_received_cb), &log);
     }
-  flush (sender);
+  tlspyo_test_flush (sender);
   got = tlspyo_test_pop_n (receiver, 200);
   assert_ints (got, 0, 200);
   g_clear_pointer (&got, g_ptr_array_unref);
@@ -916,7 +877,7 @@ test_threads_blocking (TlspyoTestFixture *f,
   thread = g_thread_new ("blocking-pop", blocking_pop_thread, &t);
   g_assert_true (tlspyo_endpoint_wait_connected (receiver, TLSPYO_TEST_TIMEOUT_MS, &error));
   g_usleep (100 * 1000);
-  broadcast (sender, g_variant_new_int32 (42), "g");
+  tlspyo_test_broadcast (sender, g_variant_new_int32 (42), "g");
   g_thread_join (thread);
   g_assert_no_error (t.error);
   g_assert_true (t.connected);
@@ -924,7 +885,7 @@ test_threads_blocking (TlspyoTestFixture *f,
   g_ptr_array_unref (t.objects);
 
   /* flush from another thread. */
-  broadcast (receiver, g_variant_new_int32 (1), "s");
+  tlspyo_test_broadcast (receiver, g_variant_new_int32 (1), "s");
   t2.ep = receiver;
   thread = g_thread_new ("blocking-flush", blocking_flush_thread, &t2);
   g_thread_join (thread);
@@ -992,7 +953,7 @@ test_threads_concurrent (TlspyoTestFixture *f,
   g_atomic_int_set (&go, 1);
   for (guint i = 0; i < N_SENDERS; i++)
     g_thread_join (threads[i]);
-  flush (sender);
+  tlspyo_test_flush (sender);
 
   /* Everything arrived, each thread's objects in the order it sent them. */
   got = tlspyo_test_pop_n (receiver, N_SENDERS * N_PER_SENDER);
@@ -1041,7 +1002,7 @@ test_flush (TlspyoTestFixture *f,
 
   /* Once flushed, the relay has routed everything: it is on its way. */
   for (int i = 0; i < 50; i++)
-    broadcast (sender, g_variant_new_int32 (i), "g");
+    tlspyo_test_broadcast (sender, g_variant_new_int32 (i), "g");
   g_assert_true (tlspyo_endpoint_flush (sender, TLSPYO_TEST_TIMEOUT_MS, &error));
   g_assert_no_error (error);
   got = tlspyo_endpoint_receive_all (receiver, TLSPYO_TEST_TIMEOUT_MS, &error);
@@ -1051,7 +1012,7 @@ test_flush (TlspyoTestFixture *f,
   /* No relay there: times out. */
   lonely = endpoint_on_dead_port (f, "g");
   g_assert_true (tlspyo_endpoint_start (lonely, &error));
-  broadcast (lonely, g_variant_new_int32 (1), "g");
+  tlspyo_test_broadcast (lonely, g_variant_new_int32 (1), "g");
   g_assert_false (tlspyo_endpoint_flush (lonely, 200, &error));
   g_assert_error (error, TLSPYO_ERROR, TLSPYO_ERROR_TIMED_OUT);
   g_clear_error (&error);
@@ -1127,7 +1088,7 @@ test_idle_stays_connected (TlspyoTestFixture *f,
   g_assert_cmpuint (n_down, ==, 0);
   g_assert_cmpuint (tlspyo_relay_get_n_connections (f->relay), ==, 1);
   g_assert_true (tlspyo_endpoint_get_connected (ep));
-  broadcast (ep, g_variant_new_string ("still here"), "g");
+  tlspyo_test_broadcast (ep, g_variant_new_string ("still here"), "g");
   tlspyo_test_expect_string (ep, "still here");
 
   g_signal_handlers_disconnect_by_data (f->relay, &n_left);
@@ -1167,45 +1128,16 @@ test_handshake_timeout (TlspyoTestFixture *f,
   tlspyo_endpoint_stop (ep);
 }
 
-typedef struct {
-  guint        n;
-  TlspyoError  code;
-  char        *address;
-  char        *reason;
-} RefusedLog;
-
-static void
-endpoint_refused_cb (TlspyoRelay *relay,
-                     const char  *address,
-                     TlspyoError  code,
-                     const char  *reason,
-                     gpointer     user_data)
-{
-  RefusedLog *log = user_data;
-
-  if (log->n++ > 0)
-    return;
-  log->code = code;
-  log->address = g_strdup (address);
-  log->reason = g_strdup (reason);
-}
-
-static gboolean
-refused_seen (gpointer data)
-{
-  return ((RefusedLog *) data)->n > 0;
-}
-
 static void
 test_wrong_password (TlspyoTestFixture *f,
                      gconstpointer      data)
 {
   g_autoptr(GError) error = NULL;
-  RefusedLog log = { 0 };
+  TlspyoTestRefusals log = { 0 };
   TlspyoEndpoint *ep;
 
   tlspyo_test_log_tolerate (REFUSAL_WARNINGS);
-  g_signal_connect (f->relay, "endpoint-refused", G_CALLBACK (endpoint_refused_cb), &log);
+  tlspyo_test_refusals_watch_relay (&log, f->relay);
   tlspyo_test_fixture_start (f);
   ep = tlspyo_test_endpoint_new (f, "g");
   g_object_set (ep, "password", "NotThePassword", NULL);
@@ -1217,15 +1149,14 @@ test_wrong_password (TlspyoTestFixture *f,
   g_assert_false (tlspyo_endpoint_get_connected (ep));
 
   /* The relay saw it too. */
-  g_assert_true (tlspyo_test_wait_until (refused_seen, &log));
+  g_assert_true (tlspyo_test_wait_until (tlspyo_test_refusals_seen, &log));
   g_assert_cmpint (log.code, ==, TLSPYO_ERROR_AUTHENTICATION);
   g_assert_true (g_str_has_prefix (log.address, "127.0.0.1:"));
   g_assert_null (strstr (log.reason, "NotThePassword"));
   g_assert_cmpuint (tlspyo_relay_get_n_connections (f->relay), ==, 0);
 
   g_signal_handlers_disconnect_by_data (f->relay, &log);
-  g_free (log.address);
-  g_free (log.reason);
+  tlspyo_test_refusals_clear (&log);
 }
 
 /* stop and dispose */
@@ -1241,7 +1172,7 @@ test_stop_delivers (TlspyoTestFixture *f,
   tlspyo_test_fixture_start (f);
   consumer = tlspyo_test_endpoint_start (f, "q");
   g_assert_true (tlspyo_endpoint_notify_ready (consumer, "q", 1000, &error));
-  flush (consumer);
+  tlspyo_test_flush (consumer);
   producer = tlspyo_test_endpoint_start (f, "p");
 
   for (int i = 0; i < 1000; i++)
@@ -1268,7 +1199,7 @@ test_stop_never_connected (TlspyoTestFixture *f,
   g_object_set (ep, "stop-timeout", 3600.0, NULL);
   g_assert_true (tlspyo_endpoint_start (ep, &error));
   for (int i = 0; i < 3; i++)
-    broadcast (ep, g_variant_new_int32 (i), "g");
+    tlspyo_test_broadcast (ep, g_variant_new_int32 (i), "g");
 
   start = g_get_monotonic_time ();
   tlspyo_endpoint_stop (ep);
@@ -1304,24 +1235,11 @@ test_stop_restart (TlspyoTestFixture *f,
   g_assert_true (tlspyo_endpoint_start (ep, &error));
   g_assert_true (tlspyo_endpoint_wait_connected (ep, TLSPYO_TEST_TIMEOUT_MS, &error));
   g_assert_no_error (error);
-  broadcast (sender, g_variant_new_string ("again"), "g");
+  tlspyo_test_broadcast (sender, g_variant_new_string ("again"), "g");
   tlspyo_test_expect_string (ep, "again");
   /* Starting a running endpoint does nothing. */
   g_assert_true (tlspyo_endpoint_start (ep, &error));
   g_assert_true (tlspyo_endpoint_get_connected (ep));
-}
-
-typedef struct {
-  TlspyoRelay *relay;
-  guint        n;
-} ConnectionCount;
-
-static gboolean
-connections_are (gpointer data)
-{
-  ConnectionCount *c = data;
-
-  return tlspyo_relay_get_n_connections (c->relay) == c->n;
 }
 
 static gboolean
@@ -1339,7 +1257,6 @@ test_dispose_without_stop (TlspyoTestFixture *f,
   g_autoptr(GHashTable) after = NULL;
   g_auto(GStrv) groups = g_strsplit ("g", ",", -1);
   TlspyoEndpoint *ep, *other, *sender;
-  ConnectionCount count = { f->relay, 2 };
   GHashTableIter iter;
   gpointer tid, comm;
 
@@ -1358,20 +1275,19 @@ test_dispose_without_stop (TlspyoTestFixture *f,
   g_assert_true (tlspyo_endpoint_start (ep, &error));
   g_assert_true (tlspyo_endpoint_wait_connected (ep, TLSPYO_TEST_TIMEOUT_MS, &error));
   g_assert_no_error (error);
-  broadcast (sender, g_variant_new_string ("before"), "g");
+  tlspyo_test_broadcast (sender, g_variant_new_string ("before"), "g");
   tlspyo_test_expect_string (ep, "before");
   /* Something still waiting to go out when it disappears. */
-  broadcast (ep, g_variant_new_string ("unflushed"), "s");
+  tlspyo_test_broadcast (ep, g_variant_new_string ("unflushed"), "s");
 
   /* Disposed connected, without stop(). */
   g_assert_finalize_object (ep);
-  count.n = 1;
-  g_assert_true (tlspyo_test_wait_until (connections_are, &count));
+  tlspyo_test_wait_n_connections (f->relay, 1);
 
   /* The relay keeps working. */
   other = tlspyo_test_endpoint_start (f, "g");
   tlspyo_test_expect_string (other, "before");
-  broadcast (sender, g_variant_new_string ("after"), "g");
+  tlspyo_test_broadcast (sender, g_variant_new_string ("after"), "g");
   tlspyo_test_expect_string (other, "after");
 
   /* Once nothing uses it, the worker thread is joined. */
@@ -1720,7 +1636,7 @@ test_relay_start_errors (TlspyoTestFixture *f,
     }
 
   /* The first relay was not disturbed. */
-  broadcast (ep, g_variant_new_string ("still here"), "g");
+  tlspyo_test_broadcast (ep, g_variant_new_string ("still here"), "g");
   tlspyo_test_expect_string (ep, "still here");
 }
 

@@ -500,36 +500,37 @@ test_encode_serialized_same (void)
     g_variant_unref (metas[i]);
 }
 
+/* Appending what the frame type does not allow is a programmer error: a
+ * critical, in a subprocess. */
+typedef struct {
+  TlspyoFrameType  type;
+  const char      *meta;      /* GVariant text */
+  gsize            body_len;
+  const char      *critical;  /* pattern of stderr */
+} AppendMisuse;
+
+static const AppendMisuse append_wrong_meta_type =
+  { TLSPYO_FRAME_ACK, "('not a count',)", 0, "*CRITICAL*g_variant_is_of_type*" };
+static const AppendMisuse append_body_on_bodyless =
+  { TLSPYO_FRAME_BYE, "('x',)", 10, "*CRITICAL*body_len*" };
+
 static void
-test_append_wrong_meta_type (void)
+test_append_misuse (gconstpointer data)
 {
+  const AppendMisuse *misuse = data;
+
   if (g_test_subprocess ())
     {
       g_autoptr(GByteArray) out = g_byte_array_new ();
 
-      tlspyo_frame_append (out, TLSPYO_FRAME_ACK, g_variant_new ("(s)", "not a count"), 0);
+      tlspyo_frame_append (out, misuse->type, g_variant_new_parsed (misuse->meta),
+                           misuse->body_len);
       return;
     }
 
   g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
   g_test_trap_assert_failed ();
-  g_test_trap_assert_stderr ("*CRITICAL*g_variant_is_of_type*");
-}
-
-static void
-test_append_body_on_bodyless (void)
-{
-  if (g_test_subprocess ())
-    {
-      g_autoptr(GByteArray) out = g_byte_array_new ();
-
-      tlspyo_frame_append (out, TLSPYO_FRAME_BYE, g_variant_new ("(s)", "x"), 10);
-      return;
-    }
-
-  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
-  g_test_trap_assert_failed ();
-  g_test_trap_assert_stderr ("*CRITICAL*body_len*");
+  g_test_trap_assert_stderr (misuse->critical);
 }
 
 /* Round trips */
@@ -1989,8 +1990,10 @@ main (int    argc,
   g_test_add_func ("/frame/encode/non-floating", test_encode_non_floating);
   g_test_add_func ("/frame/encode/non-normal-meta", test_encode_non_normal_meta);
   g_test_add_func ("/frame/encode/serialized-same", test_encode_serialized_same);
-  g_test_add_func ("/frame/encode/wrong-meta-type", test_append_wrong_meta_type);
-  g_test_add_func ("/frame/encode/body-on-bodyless", test_append_body_on_bodyless);
+  g_test_add_data_func ("/frame/encode/wrong-meta-type", &append_wrong_meta_type,
+                        test_append_misuse);
+  g_test_add_data_func ("/frame/encode/body-on-bodyless", &append_body_on_bodyless,
+                        test_append_misuse);
   g_test_add_func ("/frame/decode/roundtrip", test_roundtrip_all_types);
   g_test_add_func ("/frame/decode/many-in-one-chunk", test_many_frames_one_chunk);
   g_test_add_func ("/frame/decode/byte-at-a-time", test_byte_at_a_time);

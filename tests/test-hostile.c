@@ -434,17 +434,6 @@ legit_notify_cb (GObject    *object,
     h->legit_drops++;
 }
 
-static void
-broadcast_string (TlspyoEndpoint *ep,
-                  const char     *text,
-                  const char     *group)
-{
-  g_autoptr(GError) error = NULL;
-
-  g_assert_true (tlspyo_endpoint_broadcast (ep, g_variant_new_string (text), group, &error));
-  g_assert_no_error (error);
-}
-
 static TlspyoEndpoint *
 legit_endpoint (Hostile    *h,
                 const char *group)
@@ -543,10 +532,10 @@ hostile_finish_retained (Hostile    *h,
   if (retained != NULL)
     tlspyo_test_expect_string (receiver2, retained);
 
-  broadcast_string (h->sender, "check 1", "target");
+  tlspyo_test_broadcast_string (h->sender, "check 1", "target");
   tlspyo_test_expect_string (h->receiver, "check 1");
   tlspyo_test_expect_string (receiver2, "check 1");
-  broadcast_string (sender2, "check 2", "target");
+  tlspyo_test_broadcast_string (sender2, "check 2", "target");
   tlspyo_test_expect_string (h->receiver, "check 2");
   tlspyo_test_expect_string (receiver2, "check 2");
   tlspyo_test_expect_nothing (h->receiver, 0);
@@ -1376,7 +1365,7 @@ test_forward_as_is (void)
     g_assert_no_error (error);
     g_assert_cmpuint (got->len, ==, 1);
     g_assert_cmpstr (g_variant_get_type_string (got->pdata[0]), ==, "as");
-    broadcast_string (h.sender, "reset", "target");
+    tlspyo_test_broadcast_string (h.sender, "reset", "target");
     tlspyo_test_expect_string (late, "reset");
     tlspyo_test_expect_string (h.receiver, "reset");
   }
@@ -2040,7 +2029,7 @@ test_password_not_on_wire (void)
   /* A whole session through the proxy: connect, send, receive, leave. */
   f.port = proxy.port;
   ep = tlspyo_test_endpoint_start (&f, "g");
-  broadcast_string (ep, "a payload that must be on the wire", "g");
+  tlspyo_test_broadcast_string (ep, "a payload that must be on the wire", "g");
   tlspyo_test_expect_string (ep, "a payload that must be on the wire");
   g_assert_true (tlspyo_endpoint_flush (ep, TLSPYO_TEST_TIMEOUT_MS, &error));
   tlspyo_endpoint_stop (ep);

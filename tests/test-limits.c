@@ -288,24 +288,13 @@ raw_expect_refused (Raw         *raw,
 
 /* Helpers on endpoints */
 
-static void
-broadcast_string (TlspyoEndpoint *ep,
-                  const char     *text,
-                  const char     *group)
-{
-  g_autoptr(GError) error = NULL;
-
-  g_assert_true (tlspyo_endpoint_broadcast (ep, g_variant_new_string (text), group, &error));
-  g_assert_no_error (error);
-}
-
 /* The pair still exchanges objects. */
 static void
 check_pair_works (TlspyoEndpoint *sender,
                   TlspyoEndpoint *receiver,
                   const char     *text)
 {
-  broadcast_string (sender, text, "pair");
+  tlspyo_test_broadcast_string (sender, text, "pair");
   tlspyo_test_expect_string (receiver, text);
 }
 
@@ -594,34 +583,6 @@ test_group_names (void)
  * queue keeps what fit; once drained it takes objects again; other groups
  * are not affected. */
 
-typedef struct {
-  guint        count;
-  char        *group;
-  TlspyoError  code;
-  char        *reason;
-} Refusals;
-
-static void
-action_refused_cb (TlspyoEndpoint *ep,
-                   const char     *group,
-                   TlspyoError     code,
-                   const char     *reason,
-                   Refusals       *r)
-{
-  r->count++;
-  g_free (r->group);
-  r->group = g_strdup (group);
-  r->code = code;
-  g_free (r->reason);
-  r->reason = g_strdup (reason);
-}
-
-static gboolean
-has_refusals (gpointer data)
-{
-  return ((Refusals *) data)->count > 0;
-}
-
 static void
 produce_text (TlspyoEndpoint *ep,
               const char     *group,
@@ -639,7 +600,7 @@ test_max_queued_bytes (void)
 {
   TlspyoTestFixture f = { 0 };
   TlspyoEndpoint *producer, *consumer, *a, *b;
-  Refusals r = { 0 };
+  TlspyoTestRefusals r = { 0 };
   g_autoptr(GError) error = NULL;
   g_autoptr(GPtrArray) got = NULL;
 
@@ -652,7 +613,7 @@ test_max_queued_bytes (void)
   consumer = tlspyo_test_endpoint_start (&f, "work");
   a = tlspyo_test_endpoint_start (&f, "pair");
   b = tlspyo_test_endpoint_start (&f, "pair");
-  g_signal_connect (producer, "action-refused", G_CALLBACK (action_refused_cb), &r);
+  tlspyo_test_refusals_watch_endpoint (&r, producer);
 
   produce_text (producer, "work", 'a');
   produce_text (producer, "work", 'b');
@@ -664,7 +625,7 @@ test_max_queued_bytes (void)
   /* Refused objects are acknowledged too: flush does not wait for them. */
   g_assert_true (tlspyo_endpoint_flush (producer, TLSPYO_TEST_TIMEOUT_MS, &error));
   g_assert_no_error (error);
-  g_assert_true (tlspyo_test_wait_until (has_refusals, &r));
+  g_assert_true (tlspyo_test_wait_until (tlspyo_test_refusals_seen, &r));
   g_assert_cmpuint (r.count, ==, 1);
   g_assert_cmpstr (r.group, ==, "work");
   g_assert_cmpint (r.code, ==, TLSPYO_ERROR_LIMIT);
@@ -688,8 +649,7 @@ test_max_queued_bytes (void)
   g_assert_cmpint (g_variant_get_string (got->pdata[0], NULL)[0], ==, 'e');
   g_assert_cmpuint (r.count, ==, 1);
 
-  g_free (r.group);
-  g_free (r.reason);
+  tlspyo_test_refusals_clear (&r);
   tlspyo_test_fixture_teardown (&f);
 }
 
@@ -730,7 +690,7 @@ test_refusal_flood (void)
     raw_expect_refused (first, TLSPYO_ERROR_LIMIT, "max-connections");
   }
   g_assert_true (tlspyo_endpoint_get_connected (a));
-  broadcast_string (a, "unaffected", "pair");
+  tlspyo_test_broadcast_string (a, "unaffected", "pair");
   tlspyo_test_expect_string (a, "unaffected");
 
   g_ptr_array_set_size (flood, 0);

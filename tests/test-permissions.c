@@ -188,37 +188,8 @@ expect_refused (TlspyoEndpoint *ep,
 }
 
 typedef struct {
-  guint        count;
-  char        *group;
-  TlspyoError  code;
-  char        *reason;
-} Denials;
-
-static void
-action_refused_cb (TlspyoEndpoint *ep,
-                   const char     *group,
-                   TlspyoError     code,
-                   const char     *reason,
-                   Denials        *d)
-{
-  d->count++;
-  g_free (d->group);
-  d->group = g_strdup (group);
-  d->code = code;
-  g_free (d->reason);
-  d->reason = g_strdup (reason);
-}
-
-static void
-denials_clear (Denials *d)
-{
-  g_clear_pointer (&d->group, g_free);
-  g_clear_pointer (&d->reason, g_free);
-}
-
-typedef struct {
-  Denials *d;
-  guint    count;
+  TlspyoTestRefusals *d;
+  guint               count;
 } DenialWait;
 
 static gboolean
@@ -232,10 +203,10 @@ denials_reached (gpointer data)
 /* Waits for the @count-th denial, which must be PERMISSION_DENIED in
  * @group, with a reason naming @text. */
 static void
-expect_denial (Denials    *d,
-               guint       count,
-               const char *group,
-               const char *text)
+expect_denial (TlspyoTestRefusals *d,
+               guint               count,
+               const char         *group,
+               const char         *text)
 {
   DenialWait w = { d, count };
 
@@ -268,7 +239,7 @@ test_rights (TlspyoTestFixture *f,
              gconstpointer      data)
 {
   TlspyoEndpoint *trainer, *worker, *worker2, *shared;
-  Denials d = { 0 };
+  TlspyoTestRefusals d = { 0 };
   g_autoptr(GError) error = NULL;
 
   tlspyo_test_log_tolerate (DENIAL_WARNINGS);
@@ -277,7 +248,7 @@ test_rights (TlspyoTestFixture *f,
   trainer = user_endpoint_start (f, "samples", "trainer", TRAINER_PASSWORD);
   worker = user_endpoint_start (f, "weights", "worker", WORKER_PASSWORD);
   worker2 = user_endpoint_start (f, "weights", "worker", WORKER_PASSWORD);
-  g_signal_connect (worker, "action-refused", G_CALLBACK (action_refused_cb), &d);
+  tlspyo_test_refusals_watch_endpoint (&d, worker);
 
   /* Allowed: workers produce samples, the trainer consumes them... */
   send_string (worker, "sample 1", "samples", FALSE);
@@ -342,7 +313,7 @@ test_rights (TlspyoTestFixture *f,
   tlspyo_test_expect_string (worker, "weights 2");
 
   g_assert_cmpuint (d.count, ==, 3);
-  denials_clear (&d);
+  tlspyo_test_refusals_clear (&d);
 }
 
 /* Grants apply at once to connected endpoints, and can be taken back. */
@@ -351,7 +322,7 @@ test_live_grant (void)
 {
   TlspyoTestFixture f = { 0 };
   TlspyoEndpoint *worker, *trainer;
-  Denials d = { 0 };
+  TlspyoTestRefusals d = { 0 };
   g_autoptr(GError) error = NULL;
 
   tlspyo_test_log_tolerate (DENIAL_WARNINGS);
@@ -359,7 +330,7 @@ test_live_grant (void)
   setup_tmrl (&f);
   trainer = user_endpoint_start (&f, "samples", "trainer", TRAINER_PASSWORD);
   worker = user_endpoint_start (&f, "weights", "worker", WORKER_PASSWORD);
-  g_signal_connect (worker, "action-refused", G_CALLBACK (action_refused_cb), &d);
+  tlspyo_test_refusals_watch_endpoint (&d, worker);
 
   tlspyo_relay_grant (f.relay, "worker", "samples", TLSPYO_RIGHTS_NONE);
   send_string (worker, "taken back", "samples", FALSE);
@@ -372,7 +343,7 @@ test_live_grant (void)
   tlspyo_test_expect_string (trainer, "given again");
   g_assert_cmpuint (d.count, ==, 1);
 
-  denials_clear (&d);
+  tlspyo_test_refusals_clear (&d);
   tlspyo_test_fixture_teardown (&f);
 }
 
@@ -519,31 +490,6 @@ test_unknown_user_salt (void)
 /* Mutual TLS: the relay requires a client certificate from its folder,
  * and the endpoint must then be the user the certificate belongs to. */
 
-typedef struct {
-  guint        count;
-  TlspyoError  code;
-  char        *reason;
-} RelayRefusals;
-
-static void
-relay_refused_cb (TlspyoRelay   *relay,
-                  const char    *address,
-                  TlspyoError    code,
-                  const char    *reason,
-                  RelayRefusals *r)
-{
-  r->count++;
-  r->code = code;
-  g_free (r->reason);
-  r->reason = g_strdup (reason);
-}
-
-static gboolean
-relay_refusals_seen (gpointer data)
-{
-  return ((RelayRefusals *) data)->count > 0;
-}
-
 static TlspyoEndpoint *
 certificate_endpoint (TlspyoTestFixture *f,
                       const char        *user,
@@ -570,15 +516,15 @@ certificate_endpoint (TlspyoTestFixture *f,
 /* The relay refuses at the TLS handshake: with TLS 1.3 the endpoint only
  * sees the connection closed, so the relay's own report is checked. */
 static void
-expect_tls_refusal (TlspyoTestFixture *f,
-                    RelayRefusals     *r,
-                    TlspyoEndpoint    *ep)
+expect_tls_refusal (TlspyoTestFixture  *f,
+                    TlspyoTestRefusals *r,
+                    TlspyoEndpoint     *ep)
 {
   g_autoptr(GError) error = NULL;
 
   r->count = 0;
   g_assert_true (tlspyo_endpoint_start (ep, &error));
-  if (!tlspyo_test_wait_until (relay_refusals_seen, r))
+  if (!tlspyo_test_wait_until (tlspyo_test_refusals_seen, r))
     g_error ("The relay refused nothing within %d ms", TLSPYO_TEST_TIMEOUT_MS);
   g_assert_cmpint (r->code, ==, TLSPYO_ERROR_CREDENTIALS);
   g_assert_nonnull (strstr (r->reason, "client certificate"));
@@ -596,7 +542,7 @@ test_client_certificates (void)
   g_autofree char *alice_cert = g_build_filename (alice_dir, "certificate.pem", NULL);
   g_autofree char *pinned = g_build_filename (certs_dir, "alice.pem", NULL);
   g_autofree char *contents = NULL;
-  RelayRefusals r = { 0 };
+  TlspyoTestRefusals r = { 0 };
   TlspyoEndpoint *alice;
   gsize length;
 
@@ -610,7 +556,7 @@ test_client_certificates (void)
   tlspyo_relay_grant (f.relay, "alice", "g", TLSPYO_RIGHTS_ALL);
   tlspyo_relay_grant (f.relay, "bob", "g", TLSPYO_RIGHTS_ALL);
   g_object_set (f.relay, "client-certificates-dir", certs_dir, NULL);
-  g_signal_connect (f.relay, "endpoint-refused", G_CALLBACK (relay_refused_cb), &r);
+  tlspyo_test_refusals_watch_relay (&r, f.relay);
   tlspyo_test_fixture_start (&f);
 
   /* Alice's certificate, as alice: in. */
@@ -639,7 +585,7 @@ test_client_certificates (void)
 
   g_assert_true (tlspyo_endpoint_get_connected (alice));
   tlspyo_test_fixture_teardown (&f);
-  g_free (r.reason);
+  tlspyo_test_refusals_clear (&r);
 
   /* Setup errors, found by start(). */
   {

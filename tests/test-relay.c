@@ -16,26 +16,6 @@
  * would reveal shows up as TIMED_OUT in the endpoint instead. */
 #define LONG_HANDSHAKE_TIMEOUT_S 60
 
-static void
-broadcast_string (TlspyoEndpoint *ep,
-                  const char     *text,
-                  const char     *group)
-{
-  g_autoptr(GError) error = NULL;
-
-  g_assert_true (tlspyo_endpoint_broadcast (ep, g_variant_new_string (text), group, &error));
-  g_assert_no_error (error);
-}
-
-static void
-flush (TlspyoEndpoint *ep)
-{
-  g_autoptr(GError) error = NULL;
-
-  g_assert_true (tlspyo_endpoint_flush (ep, TLSPYO_TEST_TIMEOUT_MS, &error));
-  g_assert_no_error (error);
-}
-
 /* An "ay" object whose serialized body (data, NUL, "ay") is @body_size. */
 static GVariant *
 object_of_body_size (gsize  body_size,
@@ -78,7 +58,7 @@ test_max_object_size_endpoint (TlspyoTestFixture *f,
   /* Exactly the limit: goes through. */
   g_assert_true (tlspyo_endpoint_broadcast (sender, object_of_body_size (MiB, 'y'), "g", &error));
   g_assert_no_error (error);
-  flush (sender);
+  tlspyo_test_flush (sender);
 
   got = tlspyo_endpoint_pop (receiver, 10, TLSPYO_TEST_TIMEOUT_MS, &error);
   g_assert_no_error (error);
@@ -113,32 +93,6 @@ joined_cb (TlspyoRelay  *relay,
   ev->n_connected++;
 }
 
-typedef struct {
-  TlspyoError  code;
-  char        *group;
-  char        *reason;
-} ActionRefusal;
-
-static void
-action_refused_cb (TlspyoEndpoint *ep,
-                   const char     *group,
-                   TlspyoError     code,
-                   const char     *reason,
-                   ActionRefusal  *r)
-{
-  r->code = code;
-  g_free (r->group);
-  r->group = g_strdup (group);
-  g_free (r->reason);
-  r->reason = g_strdup (reason);
-}
-
-static gboolean
-has_action_refusal (gpointer data)
-{
-  return ((ActionRefusal *) data)->reason != NULL;
-}
-
 /* An endpoint that allows more than the relay does: the relay tells its
  * max-object-size when the endpoint joins (RESUMED), and the endpoint
  * refuses the object itself, loudly (a warning and action-refused), and
@@ -149,7 +103,7 @@ test_max_object_size_relay (TlspyoTestFixture *f,
                             gconstpointer      data)
 {
   RelayEvents ev = { G_QUEUE_INIT, 0 };
-  ActionRefusal r = { 0 };
+  TlspyoTestRefusals r = { 0 };
   TlspyoEndpoint *sender, *receiver;
   g_autoptr(GError) error = NULL;
 
@@ -160,13 +114,13 @@ test_max_object_size_relay (TlspyoTestFixture *f,
   tlspyo_test_fixture_start (f);
   receiver = tlspyo_test_endpoint_start (f, "g");
   sender = tlspyo_test_endpoint_start (f, "s");
-  g_signal_connect (sender, "action-refused", G_CALLBACK (action_refused_cb), &r);
+  tlspyo_test_refusals_watch_endpoint (&r, sender);
 
   g_assert_true (tlspyo_endpoint_broadcast (sender, object_of_body_size (MiB + 1, 'x'), "g",
                                             &error));
   g_assert_no_error (error);
-  broadcast_string (sender, "after", "g");
-  g_assert_true (tlspyo_test_wait_until (has_action_refusal, &r));
+  tlspyo_test_broadcast_string (sender, "after", "g");
+  g_assert_true (tlspyo_test_wait_until (tlspyo_test_refusals_seen, &r));
   g_assert_cmpint (r.code, ==, TLSPYO_ERROR_LIMIT);
   g_assert_cmpstr (r.group, ==, "g");
   g_assert_nonnull (strstr (r.reason, "max-object-size"));
@@ -181,8 +135,7 @@ test_max_object_size_relay (TlspyoTestFixture *f,
   g_signal_handlers_disconnect_by_data (sender, &r);
   g_signal_handlers_disconnect_by_data (f->relay, &ev);
   g_queue_clear_full (&ev.refusals, g_free);
-  g_free (r.group);
-  g_free (r.reason);
+  tlspyo_test_refusals_clear (&r);
 }
 
 /* A 64 MiB broadcast to 4 endpoints (the sender is one of them): every copy
@@ -363,7 +316,7 @@ test_stop_start (TlspyoTestFixture *f,
   tlspyo_test_fixture_restart (f);
   g_assert_true (tlspyo_test_wait_until (all_connected, eps));
   g_assert_cmpuint (tlspyo_relay_get_n_connections (f->relay), ==, 3);
-  broadcast_string (eps->pdata[0], "after restart", "g");
+  tlspyo_test_broadcast_string (eps->pdata[0], "after restart", "g");
   for (guint i = 0; i < eps->len; i++)
     tlspyo_test_expect_string (eps->pdata[i], "after restart");
 
@@ -376,29 +329,6 @@ test_stop_start (TlspyoTestFixture *f,
 }
 
 /* get_n_connections counts endpoints that joined, nothing else. */
-
-typedef struct {
-  TlspyoRelay *relay;
-  guint        expected;
-} CountWait;
-
-static gboolean
-count_is (gpointer data)
-{
-  CountWait *w = data;
-
-  return tlspyo_relay_get_n_connections (w->relay) == w->expected;
-}
-
-static void
-expect_count (TlspyoRelay *relay,
-              guint        n)
-{
-  CountWait w = { relay, n };
-
-  if (!tlspyo_test_wait_until (count_is, &w))
-    g_error ("The relay counts %u connections, not %u", tlspyo_relay_get_n_connections (relay), n);
-}
 
 static void
 test_n_connections (TlspyoTestFixture *f,
@@ -434,10 +364,10 @@ test_n_connections (TlspyoTestFixture *f,
   tlspyo_endpoint_stop (refused);
 
   tlspyo_endpoint_stop (b);
-  expect_count (f->relay, 2);
+  tlspyo_test_wait_n_connections (f->relay, 2);
   tlspyo_endpoint_stop (a);
   tlspyo_endpoint_stop (c);
-  expect_count (f->relay, 0);
+  tlspyo_test_wait_n_connections (f->relay, 0);
 
   /* Back again. */
   g_assert_true (tlspyo_endpoint_start (a, &error));
@@ -587,7 +517,7 @@ run_security_mismatch (TlspyoSecurity relay_security)
 
   /* And it still serves endpoints of its own kind. */
   ep = tlspyo_test_endpoint_start (&f, "g");
-  broadcast_string (ep, "still fine", "g");
+  tlspyo_test_broadcast_string (ep, "still fine", "g");
   tlspyo_test_expect_string (ep, "still fine");
 
   g_signal_handlers_disconnect_by_data (f.relay, &r);
@@ -627,7 +557,7 @@ test_tls_relay_certificate_property (void)
   start_tls_relay (&f);
 
   ep = tlspyo_test_endpoint_start (&f, "g");
-  broadcast_string (ep, "pinned", "g");
+  tlspyo_test_broadcast_string (ep, "pinned", "g");
   tlspyo_test_expect_string (ep, "pinned");
 
   g_rmdir (empty);
@@ -718,7 +648,7 @@ test_tls_relative_credentials_dir (void)
     g_assert_true (tlspyo_endpoint_wait_connected (ep, TLSPYO_TEST_TIMEOUT_MS, &error));
     g_assert_no_error (error);
   }
-  broadcast_string (ep, "relative", "g");
+  tlspyo_test_broadcast_string (ep, "relative", "g");
   tlspyo_test_expect_string (ep, "relative");
 
   g_assert_cmpint (g_chdir (cwd), ==, 0);

@@ -245,8 +245,7 @@ test_credit_survives_restart (TlspyoTestFixture *fixture,
 
   tlspyo_test_fixture_start (fixture);
   consumer = tlspyo_test_endpoint_start (fixture, "work");
-  g_assert_true (tlspyo_endpoint_notify_ready (consumer, "work", 3, NULL));
-  g_assert_true (tlspyo_endpoint_flush (consumer, TLSPYO_TEST_TIMEOUT_MS, NULL));
+  tlspyo_test_give_credit (consumer, "work", 3);
 
   /* One of the three is used before the restart. */
   producer = tlspyo_test_endpoint_start (fixture, "prod");
@@ -286,8 +285,7 @@ test_credit_all_not_remembered (TlspyoTestFixture *fixture,
 
   tlspyo_test_fixture_start (fixture);
   consumer = tlspyo_test_endpoint_start (fixture, "work");
-  g_assert_true (tlspyo_endpoint_notify_ready (consumer, "work", -1, NULL));
-  g_assert_true (tlspyo_endpoint_flush (consumer, TLSPYO_TEST_TIMEOUT_MS, NULL));
+  tlspyo_test_give_credit (consumer, "work", -1);
 
   restart_relay (fixture, consumer);
 
@@ -310,10 +308,8 @@ produce_numbered (TlspyoEndpoint *ep,
   for (guint i = 0; i < n; i++)
     {
       g_autofree char *s = g_strdup_printf ("%s-%u", prefix, i);
-      g_autoptr(GError) error = NULL;
 
-      g_assert_true (tlspyo_endpoint_produce (ep, g_variant_new_string (s), "work", &error));
-      g_assert_no_error (error);
+      tlspyo_test_produce_string (ep, s, "work");
     }
 }
 
@@ -330,6 +326,25 @@ expect_numbered (TlspyoEndpoint *ep,
     }
 }
 
+/* @consumer gives the relay @credit for "work"; a new producer sends it
+ * "PREFIX-0".. "PREFIX-(n-1)", which it then holds (bounded). Returns the
+ * producer. */
+static TlspyoEndpoint *
+hold_numbered (TlspyoTestFixture *fixture,
+               TlspyoEndpoint    *consumer,
+               int                credit,
+               const char        *prefix,
+               guint              n)
+{
+  TlspyoEndpoint *producer;
+
+  tlspyo_test_give_credit (consumer, "work", credit);
+  producer = tlspyo_test_endpoint_start (fixture, "prod");
+  produce_numbered (producer, prefix, n);
+  tlspyo_test_wait_n_queued (consumer, n);
+  return producer;
+}
+
 /* A consumer with credit for @n objects of "work", and a producer through
  * the proxy whose connection has carried one object, so that it is past
  * RESUMED and sends at once. */
@@ -342,8 +357,7 @@ session_setup (TlspyoTestFixture  *fixture,
 {
   *consumer = tlspyo_test_endpoint_start (fixture, "work");
   /* The warm-up object, @n, and one more. */
-  g_assert_true (tlspyo_endpoint_notify_ready (*consumer, "work", n + 2, NULL));
-  g_assert_true (tlspyo_endpoint_flush (*consumer, TLSPYO_TEST_TIMEOUT_MS, NULL));
+  tlspyo_test_give_credit (*consumer, "work", n + 2);
   *producer = endpoint_via_proxy (fixture, proxy, "prod", 0.0);
   produce_numbered (*producer, "warmup", 1);
   expect_numbered (*consumer, "warmup", 1);
@@ -479,204 +493,14 @@ test_session_max_buffered (TlspyoTestFixture *fixture,
  * the same numbers (as a reconnected endpoint does while the relay still
  * reads the old connection). Those are acknowledged and skipped. */
 
-typedef struct {
-  GSocketConnection  *conn;
-  GSocket            *socket;
-  TlspyoFrameDecoder *decoder;
-  GQueue              frames;  /* of TlspyoFrame copies */
-} Raw;
-
-static gboolean
-raw_collect_cb (const TlspyoFrame *frame,
-                gpointer           user_data)
-{
-  Raw *raw = user_data;
-  TlspyoFrame *copy = g_new0 (TlspyoFrame, 1);
-
-  copy->type = frame->type;
-  copy->meta = g_variant_ref (frame->meta);
-  copy->body = frame->body != NULL ? g_bytes_ref (frame->body) : NULL;
-  g_queue_push_tail (&raw->frames, copy);
-  return TRUE;
-}
-
-static void
-raw_frame_free (gpointer data)
-{
-  TlspyoFrame *frame = data;
-
-  g_variant_unref (frame->meta);
-  g_clear_pointer (&frame->body, g_bytes_unref);
-  g_free (frame);
-}
-
-static void
-raw_send (Raw             *raw,
-          TlspyoFrameType  type,
-          GVariant        *meta,
-          GBytes          *body)
-{
-  g_autoptr(GByteArray) out = g_byte_array_new ();
-  g_autoptr(GError) error = NULL;
-
-  tlspyo_frame_append (out, type, meta, body != NULL ? g_bytes_get_size (body) : 0);
-  if (body != NULL)
-    g_byte_array_append (out, g_bytes_get_data (body, NULL), g_bytes_get_size (body));
-  g_assert_true (g_output_stream_write_all (g_io_stream_get_output_stream (G_IO_STREAM (raw->conn)),
-                                            out->data, out->len, NULL, NULL, &error));
-  g_assert_no_error (error);
-}
-
-/* The next frame of @type, skipping others (bounded by the socket timeout). */
-static TlspyoFrame *
-raw_expect (Raw             *raw,
-            TlspyoFrameType  type)
-{
-  for (;;)
-    {
-      TlspyoFrame *frame;
-      guint8 buffer[16384];
-      g_autoptr(GError) error = NULL;
-      gssize n;
-
-      while ((frame = g_queue_pop_head (&raw->frames)) != NULL)
-        {
-          if (frame->type == type)
-            return frame;
-          raw_frame_free (frame);
-        }
-      n = g_socket_receive (raw->socket, (char *) buffer, sizeof buffer, NULL, &error);
-      g_assert_no_error (error);
-      g_assert_cmpint (n, >, 0);
-      g_assert_true (tlspyo_frame_decoder_feed (raw->decoder, buffer, n, raw_collect_cb, raw,
-                                                &error));
-      g_assert_no_error (error);
-    }
-}
-
-static Raw *
-raw_join (guint         port,
-          const guint8 *session_id)
-{
-  g_autoptr(GSocketClient) client = g_socket_client_new ();
-  g_autoptr(GError) error = NULL;
-  guint8 nonce[TLSPYO_AUTH_NONCE_SIZE], key[TLSPYO_AUTH_KEY_SIZE], proof[TLSPYO_AUTH_PROOF_SIZE];
-  g_autoptr(GVariant) relay_nonce = NULL;
-  g_autoptr(GVariant) salt = NULL;
-  const char *groups[] = { "prod", NULL };
-  TlspyoFrame *frame;
-  guint32 iterations;
-  Raw *raw = g_new0 (Raw, 1);
-
-  g_socket_client_set_enable_proxy (client, FALSE);
-  raw->conn = g_socket_client_connect_to_host (client, "127.0.0.1", port, NULL, &error);
-  g_assert_no_error (error);
-  raw->socket = g_socket_connection_get_socket (raw->conn);
-  g_socket_set_timeout (raw->socket, TLSPYO_TEST_TIMEOUT_MS / 1000);
-  raw->decoder = tlspyo_frame_decoder_new (TLSPYO_FRAME_MAX_META, 1024 * 1024,
-                                           TLSPYO_FRAME_MASK_ALL);
-  g_queue_init (&raw->frames);
-
-  tlspyo_auth_random (nonce, sizeof nonce);
-  raw_send (raw, TLSPYO_FRAME_HELLO,
-            g_variant_new ("(u@ay)", (guint32) TLSPYO_PROTOCOL_VERSION,
-                           g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, nonce, sizeof nonce, 1)),
-            NULL);
-  frame = raw_expect (raw, TLSPYO_FRAME_CHALLENGE);
-  g_variant_get (frame->meta, "(@ay@ayu)", &relay_nonce, &salt, &iterations);
-  raw_frame_free (frame);
-  {
-    gsize salt_len;
-    const guint8 *salt_data = g_variant_get_fixed_array (salt, &salt_len, 1);
-
-    g_assert_true (tlspyo_auth_derive_key (TLSPYO_TEST_PASSWORD, salt_data, salt_len, iterations,
-                                           key, &error));
-    g_assert_no_error (error);
-  }
-  tlspyo_auth_proof (key, TLSPYO_AUTH_ROLE_ENDPOINT, nonce,
-                     g_variant_get_data (relay_nonce), proof);
-  raw_send (raw, TLSPYO_FRAME_AUTH,
-            g_variant_new ("(@ay^as)",
-                           g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, proof, sizeof proof, 1),
-                           groups),
-            NULL);
-  raw_frame_free (raw_expect (raw, TLSPYO_FRAME_WELCOME));
-  raw_send (raw, TLSPYO_FRAME_SESSION,
-            g_variant_new ("(@ayt@a{st}@a{s(tt)})",
-                           g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, session_id,
-                                                      TLSPYO_SESSION_ID_SIZE, 1),
-                           (guint64) 0,
-                           g_variant_new_array (G_VARIANT_TYPE ("{st}"), NULL, 0),
-                           g_variant_new_array (G_VARIANT_TYPE ("{s(tt)}"), NULL, 0)),
-            NULL);
-  return raw;
-}
-
-static void
-raw_free (Raw *raw)
-{
-  g_io_stream_close (G_IO_STREAM (raw->conn), NULL, NULL);
-  g_object_unref (raw->conn);
-  tlspyo_frame_decoder_free (raw->decoder);
-  g_queue_clear_full (&raw->frames, raw_frame_free);
-  g_free (raw);
-}
-
 static guint64
-raw_expect_resumed (Raw *raw)
+raw_expect_resumed (TlspyoTestRaw *raw)
 {
-  TlspyoFrame *frame = raw_expect (raw, TLSPYO_FRAME_RESUMED);
-  guint64 next, max_size;
-  gboolean kept;
+  guint64 max_size;
+  guint64 next = tlspyo_test_raw_expect_resumed (raw, &max_size);
 
-  g_variant_get (frame->meta, "(ttb)", &next, &max_size, &kept);
   g_assert_cmpuint (max_size, ==, TLSPYO_DEFAULT_MAX_OBJECT_SIZE);
-  raw_frame_free (frame);
   return next;
-}
-
-static void
-raw_produce (Raw        *raw,
-             const char *text)
-{
-  g_autoptr(GBytes) body = tlspyo_object_to_bytes (g_variant_new_string (text));
-
-  raw_send (raw, TLSPYO_FRAME_OBJECT, g_variant_new_parsed ("({'work': 1},)"), body);
-}
-
-/* Waits for the ACK that counts @n frames. */
-static void
-raw_expect_ack (Raw     *raw,
-                guint64  n)
-{
-  for (;;)
-    {
-      TlspyoFrame *frame = raw_expect (raw, TLSPYO_FRAME_ACK);
-      guint64 acked;
-
-      g_variant_get (frame->meta, "(t)", &acked);
-      raw_frame_free (frame);
-      g_assert_cmpuint (acked, <=, n);
-      if (acked == n)
-        return;
-    }
-}
-
-/* The relay's end of the connection closes (bounded by the socket's
- * timeout): frames still on their way are skipped. */
-static void
-raw_expect_closed (Raw *raw)
-{
-  for (;;)
-    {
-      guint8 buffer[16384];
-      g_autoptr(GError) error = NULL;
-      gssize n = g_socket_receive (raw->socket, (char *) buffer, sizeof buffer, NULL, &error);
-
-      g_assert_false (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT));
-      if (n <= 0)
-        return;
-    }
 }
 
 /* A new connection of a session takes over: the relay closes the one it
@@ -688,32 +512,31 @@ test_session_takeover (TlspyoTestFixture *fixture,
 {
   guint8 id[TLSPYO_SESSION_ID_SIZE];
   TlspyoEndpoint *consumer;
-  Raw *a, *b;
+  TlspyoTestRaw *a, *b;
 
   tlspyo_test_fixture_start (fixture);
   consumer = tlspyo_test_endpoint_start (fixture, "work");
-  g_assert_true (tlspyo_endpoint_notify_ready (consumer, "work", 100, NULL));
-  g_assert_true (tlspyo_endpoint_flush (consumer, TLSPYO_TEST_TIMEOUT_MS, NULL));
+  tlspyo_test_give_credit (consumer, "work", 100);
   tlspyo_auth_random (id, sizeof id);
 
-  a = raw_join (fixture->port, id);
+  a = tlspyo_test_raw_join (fixture->port, "prod", id);
   g_assert_cmpuint (raw_expect_resumed (a), ==, 0);
-  raw_produce (a, "a-0");
-  raw_produce (a, "a-1");
-  raw_expect_ack (a, 2);
+  tlspyo_test_raw_produce (a, "work", "a-0");
+  tlspyo_test_raw_produce (a, "work", "a-1");
+  tlspyo_test_raw_expect_ack (a, 2);
 
-  b = raw_join (fixture->port, id);
+  b = tlspyo_test_raw_join (fixture->port, "prod", id);
   g_assert_cmpuint (raw_expect_resumed (b), ==, 2);
-  raw_expect_closed (a);
-  raw_produce (b, "b-2");
-  raw_expect_ack (b, 1);
+  tlspyo_test_raw_expect_closed (a);
+  tlspyo_test_raw_produce (b, "work", "b-2");
+  tlspyo_test_raw_expect_ack (b, 1);
 
   expect_numbered (consumer, "a", 2);
   tlspyo_test_expect_string (consumer, "b-2");
   tlspyo_test_expect_nothing (consumer, 200);
 
-  raw_free (a);
-  raw_free (b);
+  tlspyo_test_raw_free (a);
+  tlspyo_test_raw_free (b);
 }
 
 /* Relay -> consumer (issue 5): produced objects stay in flight at the
@@ -778,28 +601,6 @@ wait_group_stat (TlspyoRelay *relay,
              group, key, group_stat (relay, group, key), expected);
 }
 
-typedef struct {
-  TlspyoEndpoint *ep;
-  guint           n;
-} QueuedWait;
-
-static gboolean
-queued_reached (gpointer data)
-{
-  QueuedWait *w = data;
-
-  return tlspyo_endpoint_get_n_queued (w->ep) == w->n;
-}
-
-static void
-wait_n_queued (TlspyoEndpoint *ep,
-               guint           n)
-{
-  QueuedWait w = { ep, n };
-
-  g_assert_true (tlspyo_test_wait_until (queued_reached, &w));
-}
-
 static gboolean
 proxy_accepted_two (gpointer data)
 {
@@ -824,13 +625,12 @@ test_taken_requeue_on_cut (TlspyoTestFixture *fixture,
   tlspyo_test_fixture_start (fixture);
   proxy = proxy_new (fixture->port);
   consumer = endpoint_via_proxy (fixture, proxy, "work", 0.0);
-  g_assert_true (tlspyo_endpoint_notify_ready (consumer, "work", 3, NULL));
-  g_assert_true (tlspyo_endpoint_flush (consumer, TLSPYO_TEST_TIMEOUT_MS, NULL));
+  tlspyo_test_give_credit (consumer, "work", 3);
 
   producer = tlspyo_test_endpoint_start (fixture, "prod");
   produce_numbered (producer, "obj", 4);
   g_assert_true (tlspyo_endpoint_flush (producer, TLSPYO_TEST_TIMEOUT_MS, NULL));
-  wait_n_queued (consumer, 3);
+  tlspyo_test_wait_n_queued (consumer, 3);
   wait_group_stat (fixture->relay, "work", "in-flight", 3);
   g_assert_cmpuint (group_stat (fixture->relay, "work", "queued"), ==, 1);
 
@@ -869,23 +669,18 @@ static void
 test_taken_stop_gives_back (TlspyoTestFixture *fixture,
                             gconstpointer      data)
 {
-  TlspyoEndpoint *a, *b, *producer;
+  TlspyoEndpoint *a, *b;
   g_autoptr(GPtrArray) got = NULL;
 
   tlspyo_test_fixture_start (fixture);
   a = tlspyo_test_endpoint_start (fixture, "work");
-  g_assert_true (tlspyo_endpoint_notify_ready (a, "work", 3, NULL));
-  g_assert_true (tlspyo_endpoint_flush (a, TLSPYO_TEST_TIMEOUT_MS, NULL));
-  producer = tlspyo_test_endpoint_start (fixture, "prod");
-  produce_numbered (producer, "obj", 3);
-  wait_n_queued (a, 3);
+  hold_numbered (fixture, a, 3, "obj", 3);
   got = tlspyo_test_pop_n (a, 1);
   g_assert_cmpstr (g_variant_get_string (got->pdata[0], NULL), ==, "obj-0");
   wait_group_stat (fixture->relay, "work", "in-flight", 2);
 
   b = tlspyo_test_endpoint_start (fixture, "work");
-  g_assert_true (tlspyo_endpoint_notify_ready (b, "work", 5, NULL));
-  g_assert_true (tlspyo_endpoint_flush (b, TLSPYO_TEST_TIMEOUT_MS, NULL));
+  tlspyo_test_give_credit (b, "work", 5);
   tlspyo_test_expect_nothing (b, 100);
 
   /* Taken right before stop(): the relay hears of it before the goodbye. */
@@ -928,8 +723,7 @@ test_taken_by_handler (TlspyoTestFixture *fixture,
   tlspyo_test_fixture_start (fixture);
   consumer = tlspyo_test_endpoint_start (fixture, "work");
   g_signal_connect (consumer, "object-received", G_CALLBACK (take_in_handler), &n);
-  g_assert_true (tlspyo_endpoint_notify_ready (consumer, "work", -1, NULL));
-  g_assert_true (tlspyo_endpoint_flush (consumer, TLSPYO_TEST_TIMEOUT_MS, NULL));
+  tlspyo_test_give_credit (consumer, "work", -1);
   producer = tlspyo_test_endpoint_start (fixture, "prod");
   produce_numbered (producer, "obj", 2);
   g_assert_true (tlspyo_endpoint_flush (producer, TLSPYO_TEST_TIMEOUT_MS, NULL));
@@ -969,14 +763,9 @@ test_exactly_once_taken_lost (TlspyoTestFixture *fixture,
   tlspyo_test_fixture_start (fixture);
   proxy = proxy_new (fixture->port);
   a = endpoint_via_proxy (fixture, proxy, "work", 0.0);
-  g_assert_true (tlspyo_endpoint_notify_ready (a, "work", 4, NULL));
-  g_assert_true (tlspyo_endpoint_flush (a, TLSPYO_TEST_TIMEOUT_MS, NULL));
-  producer = tlspyo_test_endpoint_start (fixture, "prod");
-  produce_numbered (producer, "obj", 4);
-  wait_n_queued (a, 4);
+  producer = hold_numbered (fixture, a, 4, "obj", 4);
   b = tlspyo_test_endpoint_start (fixture, "work");
-  g_assert_true (tlspyo_endpoint_notify_ready (b, "work", 10, NULL));
-  g_assert_true (tlspyo_endpoint_flush (b, TLSPYO_TEST_TIMEOUT_MS, NULL));
+  tlspyo_test_give_credit (b, "work", 10);
 
   proxy_freeze_direction (proxy, TO_RELAY);
   pop_expect (a, "obj-0");
@@ -1018,11 +807,7 @@ test_exactly_once_lost_in_transit (TlspyoTestFixture *fixture,
   tlspyo_test_fixture_start (fixture);
   proxy = proxy_new (fixture->port);
   a = endpoint_via_proxy (fixture, proxy, "work", 0.0);
-  g_assert_true (tlspyo_endpoint_notify_ready (a, "work", 5, NULL));
-  g_assert_true (tlspyo_endpoint_flush (a, TLSPYO_TEST_TIMEOUT_MS, NULL));
-  producer = tlspyo_test_endpoint_start (fixture, "prod");
-  produce_numbered (producer, "obj", 2);
-  wait_n_queued (a, 2);
+  producer = hold_numbered (fixture, a, 5, "obj", 2);
 
   proxy_freeze_direction (proxy, TO_ENDPOINT);
   produce_numbered (producer, "lost", 3);
@@ -1047,21 +832,16 @@ static void
 test_exactly_once_session_timeout (TlspyoTestFixture *fixture,
                                    gconstpointer      data)
 {
-  TlspyoEndpoint *a, *b, *producer;
+  TlspyoEndpoint *a, *b;
   Proxy *proxy;
 
   g_object_set (fixture->relay, "session-timeout", 0.3, NULL);
   tlspyo_test_fixture_start (fixture);
   proxy = proxy_new (fixture->port);
   a = endpoint_via_proxy (fixture, proxy, "work", 0.0);
-  g_assert_true (tlspyo_endpoint_notify_ready (a, "work", 2, NULL));
-  g_assert_true (tlspyo_endpoint_flush (a, TLSPYO_TEST_TIMEOUT_MS, NULL));
-  producer = tlspyo_test_endpoint_start (fixture, "prod");
-  produce_numbered (producer, "obj", 2);
-  wait_n_queued (a, 2);
+  hold_numbered (fixture, a, 2, "obj", 2);
   b = tlspyo_test_endpoint_start (fixture, "work");
-  g_assert_true (tlspyo_endpoint_notify_ready (b, "work", 5, NULL));
-  g_assert_true (tlspyo_endpoint_flush (b, TLSPYO_TEST_TIMEOUT_MS, NULL));
+  tlspyo_test_give_credit (b, "work", 5);
 
   /* The proxy goes away with the connection: a cannot come back. */
   g_object_set (a, "stop-timeout", 0.0, NULL);
@@ -1085,11 +865,7 @@ test_exactly_once_not_kept (TlspyoTestFixture *fixture,
 
   tlspyo_test_fixture_start (fixture);
   a = tlspyo_test_endpoint_start (fixture, "work");
-  g_assert_true (tlspyo_endpoint_notify_ready (a, "work", 3, NULL));
-  g_assert_true (tlspyo_endpoint_flush (a, TLSPYO_TEST_TIMEOUT_MS, NULL));
-  producer = tlspyo_test_endpoint_start (fixture, "prod");
-  produce_numbered (producer, "old", 2);
-  wait_n_queued (a, 2);
+  producer = hold_numbered (fixture, a, 3, "old", 2);
   tlspyo_endpoint_stop (producer);
 
   restart_relay (fixture, a);
@@ -1241,8 +1017,7 @@ test_stats_keys (TlspyoTestFixture *fixture,
   g_assert_true (tlspyo_endpoint_broadcast (a, g_variant_new_string ("hello"), "g", NULL));
   tlspyo_test_expect_string (a, "hello");
   tlspyo_test_expect_string (b, "hello");
-  g_assert_true (tlspyo_endpoint_notify_ready (b, "h", 4, NULL));
-  g_assert_true (tlspyo_endpoint_flush (b, TLSPYO_TEST_TIMEOUT_MS, NULL));
+  tlspyo_test_give_credit (b, "h", 4);
 
   stats = g_variant_ref_sink (tlspyo_relay_get_stats (fixture->relay));
   g_assert_true (g_variant_lookup (stats, "n-connections", "u", &n));

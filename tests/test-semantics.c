@@ -13,49 +13,6 @@ str (const char *s)
   return g_variant_new_string (s);
 }
 
-static void
-broadcast (TlspyoEndpoint *ep,
-           const char     *text,
-           const char     *group)
-{
-  g_autoptr(GError) error = NULL;
-
-  g_assert_true (tlspyo_endpoint_broadcast (ep, str (text), group, &error));
-  g_assert_no_error (error);
-}
-
-static void
-produce (TlspyoEndpoint *ep,
-         const char     *text,
-         const char     *group)
-{
-  g_autoptr(GError) error = NULL;
-
-  g_assert_true (tlspyo_endpoint_produce (ep, str (text), group, &error));
-  g_assert_no_error (error);
-}
-
-static void
-notify_ready (TlspyoEndpoint *ep,
-              const char     *group,
-              int             count)
-{
-  g_autoptr(GError) error = NULL;
-
-  g_assert_true (tlspyo_endpoint_notify_ready (ep, group, count, &error));
-  g_assert_no_error (error);
-}
-
-/* Returns once the relay handled everything @ep sent. */
-static void
-flush (TlspyoEndpoint *ep)
-{
-  g_autoptr(GError) error = NULL;
-
-  g_assert_true (tlspyo_endpoint_flush (ep, TLSPYO_TEST_TIMEOUT_MS, &error));
-  g_assert_no_error (error);
-}
-
 /* Checks that the @n next objects of @ep are the strings of @expected, in order. */
 static void
 expect_strings (TlspyoEndpoint     *ep,
@@ -81,8 +38,8 @@ expect_only_sentinel (TlspyoEndpoint *ep,
                       TlspyoEndpoint *sender,
                       const char     *group)
 {
-  broadcast (sender, "sentinel", group);
-  flush (sender);
+  tlspyo_test_broadcast_string (sender, "sentinel", group);
+  tlspyo_test_flush (sender);
   tlspyo_test_expect_string (ep, "sentinel");
 }
 
@@ -100,8 +57,8 @@ test_broadcast_members (TlspyoTestFixture *f,
   b = tlspyo_test_endpoint_start (f, "b");
   sender = tlspyo_test_endpoint_start (f, "a");
 
-  broadcast (sender, "to a", "a");
-  flush (sender);
+  tlspyo_test_broadcast_string (sender, "to a", "a");
+  tlspyo_test_flush (sender);
   tlspyo_test_expect_string (a1, "to a");
   tlspyo_test_expect_string (a2, "to a");
   /* The sender is a member: it gets its own broadcast. */
@@ -109,8 +66,8 @@ test_broadcast_members (TlspyoTestFixture *f,
 
   /* The endpoint of another group got nothing: the next thing it gets is a
    * broadcast to its own group sent after. */
-  broadcast (sender, "to b", "b");
-  flush (sender);
+  tlspyo_test_broadcast_string (sender, "to b", "b");
+  tlspyo_test_flush (sender);
   tlspyo_test_expect_string (b, "to b");
   g_assert_cmpuint (tlspyo_endpoint_get_n_queued (b), ==, 0);
 
@@ -130,10 +87,10 @@ test_broadcast_latest (TlspyoTestFixture *f,
   sender = tlspyo_test_endpoint_start (f, "s");
   member = tlspyo_test_endpoint_start (f, "g");
 
-  broadcast (sender, "first", "g");
-  broadcast (sender, "second", "g");
-  broadcast (sender, "other", "h");
-  flush (sender);
+  tlspyo_test_broadcast_string (sender, "first", "g");
+  tlspyo_test_broadcast_string (sender, "second", "g");
+  tlspyo_test_broadcast_string (sender, "other", "h");
+  tlspyo_test_flush (sender);
   EXPECT (member, "first", "second");
 
   /* A member that joins later gets the latest broadcast of each of its
@@ -170,32 +127,32 @@ test_produce_fifo (TlspyoTestFixture *f,
   for (guint i = 0; i < 5; i++)
     {
       g_autofree char *text = g_strdup_printf ("item %u", i);
-      produce (producer, text, "q");
+      tlspyo_test_produce_string (producer, text, "q");
     }
-  flush (producer);
+  tlspyo_test_flush (producer);
   /* Nothing without credit. */
   expect_only_sentinel (consumer, producer, "q");
 
   /* Credit of 2: the two oldest, in order. */
-  notify_ready (consumer, "q", 2);
+  tlspyo_test_notify_ready (consumer, "q", 2);
   EXPECT (consumer, "item 0", "item 1");
   expect_only_sentinel (consumer, producer, "q");
 
   /* Credit adds up: 1 + 1 take the next two. */
-  notify_ready (consumer, "q", 1);
-  notify_ready (consumer, "q", 1);
+  tlspyo_test_notify_ready (consumer, "q", 1);
+  tlspyo_test_notify_ready (consumer, "q", 1);
   EXPECT (consumer, "item 2", "item 3");
 
   /* Credit left over waits for the next produce, and runs out. */
-  notify_ready (consumer, "q", 3);
+  tlspyo_test_notify_ready (consumer, "q", 3);
   EXPECT (consumer, "item 4");
-  produce (producer, "item 5", "q");
+  tlspyo_test_produce_string (producer, "item 5", "q");
   EXPECT (consumer, "item 5");
-  produce (producer, "item 6", "q");
-  produce (producer, "item 7", "q");
+  tlspyo_test_produce_string (producer, "item 6", "q");
+  tlspyo_test_produce_string (producer, "item 7", "q");
   EXPECT (consumer, "item 6");
   expect_only_sentinel (consumer, producer, "q");
-  notify_ready (consumer, "q", 1);
+  tlspyo_test_notify_ready (consumer, "q", 1);
   EXPECT (consumer, "item 7");
 }
 
@@ -213,17 +170,17 @@ test_produce_fair (TlspyoTestFixture *f,
   c2 = tlspyo_test_endpoint_start (f, "q");
 
   /* c1 registers first, with credit for everything. */
-  notify_ready (c1, "q", 3);
-  flush (c1);
-  notify_ready (c2, "q", 3);
-  flush (c2);
+  tlspyo_test_notify_ready (c1, "q", 3);
+  tlspyo_test_flush (c1);
+  tlspyo_test_notify_ready (c2, "q", 3);
+  tlspyo_test_flush (c2);
 
   for (guint i = 0; i < 6; i++)
     {
       g_autofree char *text = g_strdup_printf ("item %u", i);
-      produce (producer, text, "q");
+      tlspyo_test_produce_string (producer, text, "q");
     }
-  flush (producer);
+  tlspyo_test_flush (producer);
 
   /* Served in turn, not all to the first registered. */
   got1 = tlspyo_test_pop_n (c1, 3);
@@ -249,30 +206,30 @@ test_produce_notify_all (TlspyoTestFixture *f,
   consumer = tlspyo_test_endpoint_start (f, "q");
   other = tlspyo_test_endpoint_start (f, "q");
 
-  produce (producer, "x", "q");
-  produce (producer, "y", "q");
-  produce (producer, "z", "q");
-  flush (producer);
+  tlspyo_test_produce_string (producer, "x", "q");
+  tlspyo_test_produce_string (producer, "y", "q");
+  tlspyo_test_produce_string (producer, "z", "q");
+  tlspyo_test_flush (producer);
 
   /* count < 0: everything queued now... */
-  notify_ready (consumer, "q", -1);
+  tlspyo_test_notify_ready (consumer, "q", -1);
   EXPECT (consumer, "x", "y", "z");
 
   /* ...and no lasting credit: the next one waits for someone to ask. */
-  produce (producer, "later", "q");
-  flush (producer);
+  tlspyo_test_produce_string (producer, "later", "q");
+  tlspyo_test_flush (producer);
   expect_only_sentinel (consumer, producer, "q");
-  notify_ready (other, "q", 1);
+  tlspyo_test_notify_ready (other, "q", 1);
   tlspyo_test_expect_string (other, "sentinel");
   tlspyo_test_expect_string (other, "later");
 
   /* On an empty queue it takes nothing and leaves no credit either. */
-  notify_ready (consumer, "q", -1);
-  flush (consumer);
-  produce (producer, "after", "q");
-  flush (producer);
+  tlspyo_test_notify_ready (consumer, "q", -1);
+  tlspyo_test_flush (consumer);
+  tlspyo_test_produce_string (producer, "after", "q");
+  tlspyo_test_flush (producer);
   expect_only_sentinel (consumer, producer, "q");
-  notify_ready (consumer, "q", -1);
+  tlspyo_test_notify_ready (consumer, "q", -1);
   tlspyo_test_expect_string (consumer, "after");
 }
 
@@ -286,20 +243,20 @@ test_produce_notify_other_group (TlspyoTestFixture *f,
   producer = tlspyo_test_endpoint_start (f, "p");
   outsider = tlspyo_test_endpoint_start (f, "a");
 
-  produce (producer, "for q", "q");
-  flush (producer);
+  tlspyo_test_produce_string (producer, "for q", "q");
+  tlspyo_test_flush (producer);
   /* Not a member of q: ignored, and it stays connected. */
-  notify_ready (outsider, "q", 5);
-  notify_ready (outsider, "q", -1);
-  flush (outsider);
-  produce (producer, "for q again", "q");
-  flush (producer);
+  tlspyo_test_notify_ready (outsider, "q", 5);
+  tlspyo_test_notify_ready (outsider, "q", -1);
+  tlspyo_test_flush (outsider);
+  tlspyo_test_produce_string (producer, "for q again", "q");
+  tlspyo_test_flush (producer);
   expect_only_sentinel (outsider, producer, "a");
   g_assert_true (tlspyo_endpoint_get_connected (outsider));
 
   /* The objects are still queued for a real member. */
   member = tlspyo_test_endpoint_start (f, "q");
-  notify_ready (member, "q", 2);
+  tlspyo_test_notify_ready (member, "q", 2);
   EXPECT (member, "for q", "for q again");
 }
 
@@ -311,16 +268,16 @@ test_produce_waits_for_consumer (TlspyoTestFixture *f,
 
   tlspyo_test_fixture_start (f);
   producer = tlspyo_test_endpoint_start (f, "p");
-  produce (producer, "one", "q");
-  produce (producer, "two", "q");
-  flush (producer);
+  tlspyo_test_produce_string (producer, "one", "q");
+  tlspyo_test_produce_string (producer, "two", "q");
+  tlspyo_test_flush (producer);
 
   /* The consumer connects and asks only now. */
   consumer = tlspyo_test_endpoint_start (f, "q");
   tlspyo_test_expect_nothing (consumer, 100);
-  notify_ready (consumer, "q", 1);
+  tlspyo_test_notify_ready (consumer, "q", 1);
   EXPECT (consumer, "one");
-  notify_ready (consumer, "q", 1);
+  tlspyo_test_notify_ready (consumer, "q", 1);
   EXPECT (consumer, "two");
 }
 
@@ -377,9 +334,9 @@ test_send_object_groups (TlspyoTestFixture *f,
   g_assert_true (tlspyo_endpoint_send_object (sender, str ("dict"),
                                               g_variant_builder_end (&dict), &error));
   g_assert_no_error (error);
-  flush (sender);
+  tlspyo_test_flush (sender);
   EXPECT (ab, "dict", "dict");
-  notify_ready (consumer, "q", -1);
+  tlspyo_test_notify_ready (consumer, "q", -1);
   EXPECT (consumer, "dict", "dict", "dict");
   expect_only_sentinel (consumer, sender, "q");
 
@@ -460,33 +417,6 @@ test_send_object_invalid (TlspyoTestFixture *f,
 
 /* 4. Accepted groups */
 
-typedef struct {
-  guint        n;
-  TlspyoError  code;
-  char        *reason;
-} RefusedLog;
-
-static void
-endpoint_refused_cb (TlspyoRelay *relay,
-                     const char  *address,
-                     TlspyoError  code,
-                     const char  *reason,
-                     gpointer     user_data)
-{
-  RefusedLog *log = user_data;
-
-  log->n++;
-  log->code = code;
-  g_free (log->reason);
-  log->reason = g_strdup (reason);
-}
-
-static gboolean
-refused_seen (gpointer data)
-{
-  return ((RefusedLog *) data)->n > 0;
-}
-
 static void
 expect_refused (TlspyoEndpoint *ep,
                 const char     *fragment)
@@ -505,19 +435,19 @@ test_accept_undeclared (TlspyoTestFixture *f,
                         gconstpointer      data)
 {
   g_autoptr(GError) error = NULL;
-  RefusedLog log = { 0 };
+  TlspyoTestRefusals log = { 0 };
   TlspyoEndpoint *ok, *bad, *mixed;
 
   tlspyo_test_log_tolerate (REFUSAL_WARNINGS);
   tlspyo_relay_accept_group (f->relay, "ok", -1, -1);
-  g_signal_connect (f->relay, "endpoint-refused", G_CALLBACK (endpoint_refused_cb), &log);
+  tlspyo_test_refusals_watch_relay (&log, f->relay);
   tlspyo_test_fixture_start (f);
   ok = tlspyo_test_endpoint_start (f, "ok");
 
   bad = tlspyo_test_endpoint_new (f, "nope");
   g_assert_true (tlspyo_endpoint_start (bad, &error));
   expect_refused (bad, "nope");
-  g_assert_true (tlspyo_test_wait_until (refused_seen, &log));
+  g_assert_true (tlspyo_test_wait_until (tlspyo_test_refusals_seen, &log));
   g_assert_cmpint (log.code, ==, TLSPYO_ERROR_GROUP_REFUSED);
   g_assert_nonnull (strstr (log.reason, "nope"));
 
@@ -527,12 +457,12 @@ test_accept_undeclared (TlspyoTestFixture *f,
   expect_refused (mixed, "nope2");
 
   /* The accepted endpoint works; the refused ones never got in. */
-  broadcast (ok, "hello", "ok");
+  tlspyo_test_broadcast_string (ok, "hello", "ok");
   tlspyo_test_expect_string (ok, "hello");
   g_assert_cmpuint (tlspyo_relay_get_n_connections (f->relay), ==, 1);
 
   g_signal_handlers_disconnect_by_data (f->relay, &log);
-  g_free (log.reason);
+  tlspyo_test_refusals_clear (&log);
 }
 
 /* TRUE once more refusals than *data were logged. */
@@ -572,7 +502,7 @@ test_accept_max_count (TlspyoTestFixture *f,
   g_assert_true (tlspyo_test_wait_connected_state (second, TRUE));
   g_assert_true (tlspyo_endpoint_wait_connected (second, 0, &error));
   g_assert_no_error (error);
-  broadcast (sender, "you are in", "solo");
+  tlspyo_test_broadcast_string (sender, "you are in", "solo");
   tlspyo_test_expect_string (second, "you are in");
 }
 
@@ -589,15 +519,15 @@ test_accept_drop_undeclared (TlspyoTestFixture *f,
   sender = tlspyo_test_endpoint_start (f, "ok");
   member = tlspyo_test_endpoint_start (f, "ok");
 
-  broadcast (sender, "dropped", "nope");
-  produce (sender, "dropped", "nope");
+  tlspyo_test_broadcast_string (sender, "dropped", "nope");
+  tlspyo_test_produce_string (sender, "dropped", "nope");
   g_variant_builder_init (&dict, G_VARIANT_TYPE ("a{si}"));
   g_variant_builder_add (&dict, "{si}", "nope", -1);
   g_variant_builder_add (&dict, "{si}", "nope", 4);
   g_assert_true (tlspyo_endpoint_send_object (sender, str ("dropped"),
                                               g_variant_builder_end (&dict), &error));
   g_assert_no_error (error);
-  flush (sender);
+  tlspyo_test_flush (sender);
 
   /* The relay keeps serving the sender and everyone else. */
   expect_only_sentinel (member, sender, "ok");
@@ -608,8 +538,8 @@ test_accept_drop_undeclared (TlspyoTestFixture *f,
    * no latest broadcast and no queued object from before. */
   tlspyo_relay_accept_group (f->relay, "nope", -1, -1);
   late = tlspyo_test_endpoint_start (f, "nope");
-  notify_ready (late, "nope", -1);
-  flush (late);
+  tlspyo_test_notify_ready (late, "nope", -1);
+  tlspyo_test_flush (late);
   expect_only_sentinel (late, sender, "nope");
 }
 
@@ -628,26 +558,26 @@ test_accept_max_consumables (TlspyoTestFixture *f,
   for (guint i = 0; i < 6; i++)
     {
       g_autofree char *text = g_strdup_printf ("item %u", i);
-      produce (producer, text, "q");
+      tlspyo_test_produce_string (producer, text, "q");
     }
-  flush (producer);
+  tlspyo_test_flush (producer);
 
   /* The queue holds 3: the oldest were dropped. */
-  notify_ready (consumer, "q", -1);
+  tlspyo_test_notify_ready (consumer, "q", -1);
   EXPECT (consumer, "item 3", "item 4", "item 5");
   expect_only_sentinel (consumer, producer, "q");
 
   /* A consumer with credit is served before anything is dropped. */
-  notify_ready (consumer, "q", 1);
-  flush (consumer);
+  tlspyo_test_notify_ready (consumer, "q", 1);
+  tlspyo_test_flush (consumer);
   for (guint i = 6; i < 11; i++)
     {
       g_autofree char *text = g_strdup_printf ("item %u", i);
-      produce (producer, text, "q");
+      tlspyo_test_produce_string (producer, text, "q");
     }
-  flush (producer);
+  tlspyo_test_flush (producer);
   EXPECT (consumer, "item 6");
-  notify_ready (consumer, "q", 10);
+  tlspyo_test_notify_ready (consumer, "q", 10);
   EXPECT (consumer, "item 8", "item 9", "item 10");
 }
 
@@ -666,16 +596,16 @@ test_send_before_connected (TlspyoTestFixture *f,
 
   /* Sent before start(): kept, in order, with the notifications. */
   sender = tlspyo_test_endpoint_new (f, "s");
-  broadcast (sender, "b1", "g");
-  produce (sender, "p1", "q");
-  broadcast (sender, "b2", "g");
-  produce (sender, "p2", "q");
+  tlspyo_test_broadcast_string (sender, "b1", "g");
+  tlspyo_test_produce_string (sender, "p1", "q");
+  tlspyo_test_broadcast_string (sender, "b2", "g");
+  tlspyo_test_produce_string (sender, "p2", "q");
   g_assert_cmpuint (tlspyo_endpoint_get_n_queued (member), ==, 0);
   g_assert_true (tlspyo_endpoint_start (sender, &error));
   g_assert_no_error (error);
-  flush (sender);
+  tlspyo_test_flush (sender);
   EXPECT (member, "b1", "b2");
-  notify_ready (consumer, "q", -1);
+  tlspyo_test_notify_ready (consumer, "q", -1);
   EXPECT (consumer, "p1", "p2");
 }
 
@@ -690,8 +620,8 @@ test_reconnect (TlspyoTestFixture *f,
   member = tlspyo_test_endpoint_start (f, "g,h");
   consumer = tlspyo_test_endpoint_start (f, "q");
 
-  broadcast (sender, "before", "g");
-  flush (sender);
+  tlspyo_test_broadcast_string (sender, "before", "g");
+  tlspyo_test_flush (sender);
   tlspyo_test_expect_string (member, "before");
 
   tlspyo_relay_stop (f->relay);
@@ -700,16 +630,16 @@ test_reconnect (TlspyoTestFixture *f,
   g_assert_true (tlspyo_test_wait_connected_state (consumer, FALSE));
 
   /* Sent while the connection is down: kept in order. */
-  broadcast (sender, "while down g", "g");
-  produce (sender, "p1", "q");
-  broadcast (sender, "while down h", "h");
-  produce (sender, "p2", "q");
+  tlspyo_test_broadcast_string (sender, "while down g", "g");
+  tlspyo_test_produce_string (sender, "p1", "q");
+  tlspyo_test_broadcast_string (sender, "while down h", "h");
+  tlspyo_test_produce_string (sender, "p2", "q");
 
   tlspyo_test_fixture_restart (f);
   g_assert_true (tlspyo_test_wait_connected_state (sender, TRUE));
   g_assert_true (tlspyo_test_wait_connected_state (member, TRUE));
   g_assert_true (tlspyo_test_wait_connected_state (consumer, TRUE));
-  flush (sender);
+  tlspyo_test_flush (sender);
 
   /* The member rejoined both groups: it gets the latest broadcast of each,
    * whether it was back before or after they were sent. */
@@ -725,7 +655,7 @@ test_reconnect (TlspyoTestFixture *f,
   }
   expect_only_sentinel (member, sender, "g");
 
-  notify_ready (consumer, "q", -1);
+  tlspyo_test_notify_ready (consumer, "q", -1);
   EXPECT (consumer, "p1", "p2");
 
   /* A member that joins the new relay gets the latest broadcasts too. */
@@ -789,8 +719,8 @@ test_connected_notify (TlspyoTestFixture *f,
 
   /* No change, no notification. */
   n = log.values->len;
-  broadcast (ep, "x", "g");
-  flush (ep);
+  tlspyo_test_broadcast_string (ep, "x", "g");
+  tlspyo_test_flush (ep);
   tlspyo_test_expect_string (ep, "x");
   while (g_main_context_iteration (NULL, FALSE))
     ;

@@ -2,6 +2,7 @@
 #include <glib/gstdio.h>
 
 #include "tlspyo-test-utils.h"
+#include "tlspyo-auth-private.h"
 
 int
 tlspyo_test_timeout_ms (void)
@@ -421,4 +422,378 @@ tlspyo_test_thread_named_exists (const char *name)
     if (g_str_equal (comm, name))
       return TRUE;
   return FALSE;
+}
+
+/* Endpoint calls that must succeed */
+
+void
+tlspyo_test_broadcast (TlspyoEndpoint *ep,
+                       GVariant       *object,
+                       const char     *group)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (tlspyo_endpoint_broadcast (ep, object, group, &error));
+  g_assert_no_error (error);
+}
+
+void
+tlspyo_test_broadcast_string (TlspyoEndpoint *ep,
+                              const char     *text,
+                              const char     *group)
+{
+  tlspyo_test_broadcast (ep, g_variant_new_string (text), group);
+}
+
+void
+tlspyo_test_produce_string (TlspyoEndpoint *ep,
+                            const char     *text,
+                            const char     *group)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (tlspyo_endpoint_produce (ep, g_variant_new_string (text), group, &error));
+  g_assert_no_error (error);
+}
+
+void
+tlspyo_test_notify_ready (TlspyoEndpoint *ep,
+                          const char     *group,
+                          int             count)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (tlspyo_endpoint_notify_ready (ep, group, count, &error));
+  g_assert_no_error (error);
+}
+
+void
+tlspyo_test_flush (TlspyoEndpoint *ep)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (tlspyo_endpoint_flush (ep, TLSPYO_TEST_TIMEOUT_MS, &error));
+  g_assert_no_error (error);
+}
+
+void
+tlspyo_test_give_credit (TlspyoEndpoint *ep,
+                         const char     *group,
+                         int             count)
+{
+  tlspyo_test_notify_ready (ep, group, count);
+  tlspyo_test_flush (ep);
+}
+
+typedef struct {
+  TlspyoEndpoint *ep;
+  guint           n;
+} QueuedWait;
+
+static gboolean
+queued_reached (gpointer data)
+{
+  QueuedWait *w = data;
+
+  return tlspyo_endpoint_get_n_queued (w->ep) >= w->n;
+}
+
+void
+tlspyo_test_wait_n_queued (TlspyoEndpoint *ep,
+                           guint           n)
+{
+  QueuedWait w = { ep, n };
+
+  /* At least, then exactly: one too many fails at once, not at the bound. */
+  g_assert_true (tlspyo_test_wait_until (queued_reached, &w));
+  g_assert_cmpuint (tlspyo_endpoint_get_n_queued (ep), ==, n);
+}
+
+typedef struct {
+  TlspyoRelay *relay;
+  guint        n;
+} ConnectionsWait;
+
+static gboolean
+connections_reached (gpointer data)
+{
+  ConnectionsWait *w = data;
+
+  return tlspyo_relay_get_n_connections (w->relay) == w->n;
+}
+
+void
+tlspyo_test_wait_n_connections (TlspyoRelay *relay,
+                                guint        n)
+{
+  ConnectionsWait w = { relay, n };
+
+  if (!tlspyo_test_wait_until (connections_reached, &w))
+    g_error ("The relay counts %u connections, not %u", tlspyo_relay_get_n_connections (relay), n);
+}
+
+/* Refusals */
+
+static void
+refusals_record (TlspyoTestRefusals *refusals,
+                 const char         *group,
+                 const char         *address,
+                 TlspyoError         code,
+                 const char         *reason)
+{
+  refusals->count++;
+  refusals->code = code;
+  g_free (refusals->group);
+  refusals->group = g_strdup (group);
+  g_free (refusals->address);
+  refusals->address = g_strdup (address);
+  g_free (refusals->reason);
+  refusals->reason = g_strdup (reason);
+}
+
+static void
+action_refused_cb (TlspyoEndpoint     *ep,
+                   const char         *group,
+                   TlspyoError         code,
+                   const char         *reason,
+                   TlspyoTestRefusals *refusals)
+{
+  refusals_record (refusals, group, NULL, code, reason);
+}
+
+static void
+endpoint_refused_cb (TlspyoRelay        *relay,
+                     const char         *address,
+                     TlspyoError         code,
+                     const char         *reason,
+                     TlspyoTestRefusals *refusals)
+{
+  refusals_record (refusals, NULL, address, code, reason);
+}
+
+void
+tlspyo_test_refusals_watch_endpoint (TlspyoTestRefusals *refusals,
+                                     TlspyoEndpoint     *ep)
+{
+  g_signal_connect (ep, "action-refused", G_CALLBACK (action_refused_cb), refusals);
+}
+
+void
+tlspyo_test_refusals_watch_relay (TlspyoTestRefusals *refusals,
+                                  TlspyoRelay        *relay)
+{
+  g_signal_connect (relay, "endpoint-refused", G_CALLBACK (endpoint_refused_cb), refusals);
+}
+
+gboolean
+tlspyo_test_refusals_seen (gpointer refusals)
+{
+  return ((TlspyoTestRefusals *) refusals)->count > 0;
+}
+
+void
+tlspyo_test_refusals_clear (TlspyoTestRefusals *refusals)
+{
+  g_clear_pointer (&refusals->group, g_free);
+  g_clear_pointer (&refusals->address, g_free);
+  g_clear_pointer (&refusals->reason, g_free);
+}
+
+/* Raw protocol client */
+
+struct _TlspyoTestRaw {
+  GSocketConnection  *conn;
+  GSocket            *socket;
+  TlspyoFrameDecoder *decoder;
+  GQueue              frames;  /* of TlspyoFrame copies */
+};
+
+static gboolean
+raw_collect_cb (const TlspyoFrame *frame,
+                gpointer           user_data)
+{
+  TlspyoTestRaw *raw = user_data;
+  TlspyoFrame *copy = g_new0 (TlspyoFrame, 1);
+
+  copy->type = frame->type;
+  copy->meta = g_variant_ref (frame->meta);
+  copy->body = frame->body != NULL ? g_bytes_ref (frame->body) : NULL;
+  g_queue_push_tail (&raw->frames, copy);
+  return TRUE;
+}
+
+void
+tlspyo_test_raw_frame_free (TlspyoFrame *frame)
+{
+  g_variant_unref (frame->meta);
+  g_clear_pointer (&frame->body, g_bytes_unref);
+  g_free (frame);
+}
+
+void
+tlspyo_test_raw_send (TlspyoTestRaw   *raw,
+                      TlspyoFrameType  type,
+                      GVariant        *meta,
+                      GBytes          *body)
+{
+  g_autoptr(GByteArray) out = g_byte_array_new ();
+  g_autoptr(GError) error = NULL;
+
+  tlspyo_frame_append (out, type, meta, body != NULL ? g_bytes_get_size (body) : 0);
+  if (body != NULL)
+    g_byte_array_append (out, g_bytes_get_data (body, NULL), g_bytes_get_size (body));
+  g_assert_true (g_output_stream_write_all (g_io_stream_get_output_stream (G_IO_STREAM (raw->conn)),
+                                            out->data, out->len, NULL, NULL, &error));
+  g_assert_no_error (error);
+}
+
+void
+tlspyo_test_raw_produce (TlspyoTestRaw *raw,
+                         const char    *group,
+                         const char    *text)
+{
+  g_autoptr(GBytes) body = tlspyo_object_to_bytes (g_variant_new_string (text));
+
+  tlspyo_test_raw_send (raw, TLSPYO_FRAME_OBJECT, g_variant_new_parsed ("({%s: 1},)", group),
+                        body);
+}
+
+TlspyoFrame *
+tlspyo_test_raw_expect (TlspyoTestRaw   *raw,
+                        TlspyoFrameType  type)
+{
+  for (;;)
+    {
+      TlspyoFrame *frame;
+      guint8 buffer[16384];
+      g_autoptr(GError) error = NULL;
+      gssize n;
+
+      while ((frame = g_queue_pop_head (&raw->frames)) != NULL)
+        {
+          if (frame->type == type)
+            return frame;
+          tlspyo_test_raw_frame_free (frame);
+        }
+      n = g_socket_receive (raw->socket, (char *) buffer, sizeof buffer, NULL, &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (n, >, 0);
+      g_assert_true (tlspyo_frame_decoder_feed (raw->decoder, buffer, n, raw_collect_cb, raw,
+                                                &error));
+      g_assert_no_error (error);
+    }
+}
+
+TlspyoTestRaw *
+tlspyo_test_raw_join (guint         port,
+                      const char   *group,
+                      const guint8 *session_id)
+{
+  g_autoptr(GSocketClient) client = g_socket_client_new ();
+  g_autoptr(GError) error = NULL;
+  guint8 nonce[TLSPYO_AUTH_NONCE_SIZE], key[TLSPYO_AUTH_KEY_SIZE], proof[TLSPYO_AUTH_PROOF_SIZE];
+  g_autoptr(GVariant) relay_nonce = NULL;
+  g_autoptr(GVariant) salt = NULL;
+  const char *groups[] = { group, NULL };
+  TlspyoFrame *frame;
+  guint32 iterations;
+  const guint8 *salt_data;
+  gsize salt_len;
+  TlspyoTestRaw *raw = g_new0 (TlspyoTestRaw, 1);
+
+  g_socket_client_set_enable_proxy (client, FALSE);
+  raw->conn = g_socket_client_connect_to_host (client, "127.0.0.1", port, NULL, &error);
+  g_assert_no_error (error);
+  raw->socket = g_socket_connection_get_socket (raw->conn);
+  g_socket_set_timeout (raw->socket, MAX (TLSPYO_TEST_TIMEOUT_MS / 1000, 1));
+  raw->decoder = tlspyo_frame_decoder_new (TLSPYO_FRAME_MAX_META, 1024 * 1024,
+                                           TLSPYO_FRAME_MASK_ALL);
+  g_queue_init (&raw->frames);
+
+  tlspyo_auth_random (nonce, sizeof nonce);
+  tlspyo_test_raw_send (raw, TLSPYO_FRAME_HELLO,
+                        g_variant_new ("(u@ay)", (guint32) TLSPYO_PROTOCOL_VERSION,
+                                       g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, nonce,
+                                                                  sizeof nonce, 1)),
+                        NULL);
+  frame = tlspyo_test_raw_expect (raw, TLSPYO_FRAME_CHALLENGE);
+  g_variant_get (frame->meta, "(@ay@ayu)", &relay_nonce, &salt, &iterations);
+  tlspyo_test_raw_frame_free (frame);
+  salt_data = g_variant_get_fixed_array (salt, &salt_len, 1);
+  g_assert_true (tlspyo_auth_derive_key (TLSPYO_TEST_PASSWORD, salt_data, salt_len, iterations,
+                                         key, &error));
+  g_assert_no_error (error);
+  tlspyo_auth_proof (key, TLSPYO_AUTH_ROLE_ENDPOINT, nonce, g_variant_get_data (relay_nonce),
+                     proof);
+  tlspyo_test_raw_send (raw, TLSPYO_FRAME_AUTH,
+                        g_variant_new ("(@ay^as)",
+                                       g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, proof,
+                                                                  sizeof proof, 1),
+                                       groups),
+                        NULL);
+  tlspyo_test_raw_frame_free (tlspyo_test_raw_expect (raw, TLSPYO_FRAME_WELCOME));
+  tlspyo_test_raw_send (raw, TLSPYO_FRAME_SESSION,
+                        g_variant_new ("(@ayt@a{st}@a{s(tt)})",
+                                       g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, session_id,
+                                                                  TLSPYO_SESSION_ID_SIZE, 1),
+                                       (guint64) 0,
+                                       g_variant_new_array (G_VARIANT_TYPE ("{st}"), NULL, 0),
+                                       g_variant_new_array (G_VARIANT_TYPE ("{s(tt)}"), NULL, 0)),
+                        NULL);
+  return raw;
+}
+
+void
+tlspyo_test_raw_free (TlspyoTestRaw *raw)
+{
+  g_io_stream_close (G_IO_STREAM (raw->conn), NULL, NULL);
+  g_object_unref (raw->conn);
+  tlspyo_frame_decoder_free (raw->decoder);
+  g_queue_clear_full (&raw->frames, (GDestroyNotify) tlspyo_test_raw_frame_free);
+  g_free (raw);
+}
+
+guint64
+tlspyo_test_raw_expect_resumed (TlspyoTestRaw *raw,
+                                guint64       *max_size)
+{
+  TlspyoFrame *frame = tlspyo_test_raw_expect (raw, TLSPYO_FRAME_RESUMED);
+  guint64 next;
+  gboolean kept;
+
+  g_variant_get (frame->meta, "(ttb)", &next, max_size, &kept);
+  tlspyo_test_raw_frame_free (frame);
+  return next;
+}
+
+void
+tlspyo_test_raw_expect_ack (TlspyoTestRaw *raw,
+                            guint64        n)
+{
+  for (;;)
+    {
+      TlspyoFrame *frame = tlspyo_test_raw_expect (raw, TLSPYO_FRAME_ACK);
+      guint64 acked;
+
+      g_variant_get (frame->meta, "(t)", &acked);
+      tlspyo_test_raw_frame_free (frame);
+      g_assert_cmpuint (acked, <=, n);
+      if (acked == n)
+        return;
+    }
+}
+
+void
+tlspyo_test_raw_expect_closed (TlspyoTestRaw *raw)
+{
+  for (;;)
+    {
+      guint8 buffer[16384];
+      g_autoptr(GError) error = NULL;
+      gssize n = g_socket_receive (raw->socket, (char *) buffer, sizeof buffer, NULL, &error);
+
+      g_assert_false (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT));
+      if (n <= 0)
+        return;
+    }
 }

@@ -3,6 +3,8 @@
 
 #include <tlspyo-glib/tlspyo-glib.h>
 
+#include "tlspyo-frame-private.h"
+
 G_BEGIN_DECLS
 
 /* Every wait in the tests is bounded by this, so a broken build fails
@@ -103,5 +105,89 @@ guint           tlspyo_test_log_count              (const char        *pattern);
 /* Threads of this process, and whether one named @name still runs. */
 GHashTable     *tlspyo_test_list_threads           (void);
 gboolean        tlspyo_test_thread_named_exists    (const char        *name);
+
+/* Endpoint calls that must succeed: each asserts it returned TRUE with no
+ * error. */
+void            tlspyo_test_broadcast              (TlspyoEndpoint    *ep,
+                                                    GVariant          *object,
+                                                    const char        *group);
+void            tlspyo_test_broadcast_string       (TlspyoEndpoint    *ep,
+                                                    const char        *text,
+                                                    const char        *group);
+void            tlspyo_test_produce_string         (TlspyoEndpoint    *ep,
+                                                    const char        *text,
+                                                    const char        *group);
+void            tlspyo_test_notify_ready           (TlspyoEndpoint    *ep,
+                                                    const char        *group,
+                                                    int                count);
+/* Returns once the relay handled everything @ep sent (bounded). */
+void            tlspyo_test_flush                  (TlspyoEndpoint    *ep);
+/* notify_ready(), then flush(): the relay has the credit on return. */
+void            tlspyo_test_give_credit            (TlspyoEndpoint    *ep,
+                                                    const char        *group,
+                                                    int                count);
+
+/* Waits (bounded) until @ep holds @n objects in its local queue. */
+void            tlspyo_test_wait_n_queued          (TlspyoEndpoint    *ep,
+                                                    guint              n);
+/* Waits (bounded) until @relay counts @n connections. */
+void            tlspyo_test_wait_n_connections     (TlspyoRelay       *relay,
+                                                    guint              n);
+
+/* Records the refusals an endpoint ("action-refused") or a relay
+ * ("endpoint-refused") signals: how many, and what the last one said
+ * (group: action refusals only; address: endpoint refusals only). Zero it
+ * before use, free it with tlspyo_test_refusals_clear(). */
+typedef struct {
+  guint        count;
+  TlspyoError  code;
+  char        *group;
+  char        *address;
+  char        *reason;
+} TlspyoTestRefusals;
+
+void            tlspyo_test_refusals_watch_endpoint (TlspyoTestRefusals *refusals,
+                                                     TlspyoEndpoint     *ep);
+void            tlspyo_test_refusals_watch_relay    (TlspyoTestRefusals *refusals,
+                                                     TlspyoRelay        *relay);
+/* TRUE once @refusals (a TlspyoTestRefusals) recorded one: a
+ * TlspyoTestCondFunc. */
+gboolean        tlspyo_test_refusals_seen           (gpointer            refusals);
+void            tlspyo_test_refusals_clear          (TlspyoTestRefusals *refusals);
+
+/* A client that speaks the protocol by hand over plain TCP, to make the
+ * relay see what an endpoint would not send. Every read is bounded by the
+ * socket's timeout (TLSPYO_TEST_TIMEOUT_MS). */
+typedef struct _TlspyoTestRaw TlspyoTestRaw;
+
+/* Connects, authenticates into @group and sends SESSION for @session_id
+ * (nothing handled yet); RESUMED is left to tlspyo_test_raw_expect_resumed(). */
+TlspyoTestRaw  *tlspyo_test_raw_join               (guint              port,
+                                                    const char        *group,
+                                                    const guint8      *session_id);
+void            tlspyo_test_raw_free               (TlspyoTestRaw     *raw);
+void            tlspyo_test_raw_send               (TlspyoTestRaw     *raw,
+                                                    TlspyoFrameType    type,
+                                                    GVariant          *meta,
+                                                    GBytes            *body);
+/* Sends the string @text as an OBJECT for one consumer of @group. */
+void            tlspyo_test_raw_produce            (TlspyoTestRaw     *raw,
+                                                    const char        *group,
+                                                    const char        *text);
+/* The next frame of @type, skipping others; free it with
+ * tlspyo_test_raw_frame_free(). */
+TlspyoFrame    *tlspyo_test_raw_expect             (TlspyoTestRaw     *raw,
+                                                    TlspyoFrameType    type);
+void            tlspyo_test_raw_frame_free         (TlspyoFrame       *frame);
+/* Waits for RESUMED; returns the number the next sequenced frame must
+ * have, and the relay's max-object-size in @max_size. */
+guint64         tlspyo_test_raw_expect_resumed     (TlspyoTestRaw     *raw,
+                                                    guint64           *max_size);
+/* Waits for the ACK that counts @n frames. */
+void            tlspyo_test_raw_expect_ack         (TlspyoTestRaw     *raw,
+                                                    guint64            n);
+/* The relay's end of the connection closes: frames still on their way
+ * are skipped. */
+void            tlspyo_test_raw_expect_closed      (TlspyoTestRaw     *raw);
 
 G_END_DECLS
