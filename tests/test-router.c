@@ -86,29 +86,28 @@ record_drop (const char *group,
   g_ptr_array_add (rec->drops, d);
 }
 
-static Recorder *
-recorder_new (void)
+/* Every test's fixture: a router whose deliveries and drops are recorded. */
+static void
+recorder_setup (Recorder      *rec,
+                gconstpointer  data)
 {
-  Recorder *rec = g_new0 (Recorder, 1);
-
   rec->deliveries = g_ptr_array_new_with_free_func (delivery_free);
   rec->drops = g_ptr_array_new_with_free_func (drop_free);
   rec->router = tlspyo_router_new (record_delivery, record_drop, rec);
-
-  return rec;
 }
 
 static void
-recorder_free (Recorder *rec)
+recorder_teardown (Recorder      *rec,
+                   gconstpointer  data)
 {
   /* The router first: freeing it must not call back. */
-  tlspyo_router_free (rec->router);
+  g_clear_pointer (&rec->router, tlspyo_router_free);
   g_ptr_array_unref (rec->deliveries);
   g_ptr_array_unref (rec->drops);
-  g_free (rec);
 }
 
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (Recorder, recorder_free)
+#define ROUTER_TEST(path, func) \
+  g_test_add ((path), Recorder, NULL, recorder_setup, (func), recorder_teardown)
 
 static GBytes *
 object_new (const char *text)
@@ -209,9 +208,9 @@ join_ok (Recorder   *rec,
 /* 1. Groups */
 
 static void
-test_groups_open (void)
+test_groups_open (Recorder      *rec,
+                  gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o = object_new ("o");
 
   g_assert_true (tlspyo_router_is_accepted (rec->router, "anything"));
@@ -230,10 +229,9 @@ test_groups_open (void)
 }
 
 static void
-test_groups_declared_only (void)
+test_groups_declared_only (Recorder      *rec,
+                           gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
-
   tlspyo_router_accept_group (rec->router, "a", -1, -1);
   g_assert_true (tlspyo_router_is_accepted (rec->router, "a"));
   g_assert_false (tlspyo_router_is_accepted (rec->router, "b"));
@@ -245,9 +243,9 @@ test_groups_declared_only (void)
 }
 
 static void
-test_groups_update_limits (void)
+test_groups_update_limits (Recorder      *rec,
+                           gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GError) error = NULL;
   const char *groups[] = { "g", NULL };
   g_autoptr(GBytes) o1 = object_new ("o1");
@@ -279,9 +277,9 @@ test_groups_update_limits (void)
 /* 2. Join */
 
 static void
-test_join_refused_undeclared (void)
+test_join_refused_undeclared (Recorder      *rec,
+                              gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GError) error = NULL;
   g_autoptr(GBytes) o = object_new ("o");
   const char *groups[] = { "a", "b", NULL };
@@ -301,9 +299,9 @@ test_join_refused_undeclared (void)
 }
 
 static void
-test_join_refused_full (void)
+test_join_refused_full (Recorder      *rec,
+                        gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GError) error = NULL;
   g_autoptr(GBytes) o = object_new ("o");
   const char *groups[] = { "other", "g", NULL };
@@ -348,9 +346,9 @@ test_join_refused_full (void)
 }
 
 static void
-test_join_full_counts_current_members (void)
+test_join_full_counts_current_members (Recorder      *rec,
+                                       gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   TlspyoRouterPeer *a;
 
   tlspyo_router_accept_group (rec->router, "g", 1, -1);
@@ -361,9 +359,9 @@ test_join_full_counts_current_members (void)
 }
 
 static void
-test_join_duplicates (void)
+test_join_duplicates (Recorder      *rec,
+                      gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o1 = object_new ("o1");
   g_autoptr(GBytes) o2 = object_new ("o2");
 
@@ -380,9 +378,9 @@ test_join_duplicates (void)
 }
 
 static void
-test_join_latest (void)
+test_join_latest (Recorder      *rec,
+                  gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o1 = object_new ("o1");
   g_autoptr(GBytes) o2 = object_new ("o2");
   TlspyoRouterPeer *p;
@@ -403,9 +401,9 @@ test_join_latest (void)
 }
 
 static void
-test_join_no_groups (void)
+test_join_no_groups (Recorder      *rec,
+                     gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   TlspyoRouterPeer *p;
 
   p = join_ok (rec, "a", NULL);
@@ -418,9 +416,9 @@ test_join_no_groups (void)
 /* 3. Leave */
 
 static void
-test_leave_keeps_queue (void)
+test_leave_keeps_queue (Recorder      *rec,
+                        gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o1 = object_new ("o1");
   g_autoptr(GBytes) o2 = object_new ("o2");
   g_autoptr(GBytes) o3 = object_new ("o3");
@@ -458,9 +456,9 @@ test_leave_keeps_queue (void)
 }
 
 static void
-test_leave_ready_ring (void)
+test_leave_ready_ring (Recorder      *rec,
+                       gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o = object_new ("o");
   TlspyoRouterPeer *a, *b, *c;
 
@@ -491,9 +489,9 @@ test_leave_ready_ring (void)
 /* Issue 5: produced objects a peer had not taken when it left go back to
  * the head of the queue, in order, to the next consumer with credit. */
 static void
-test_leave_requeues_untaken (void)
+test_leave_requeues_untaken (Recorder      *rec,
+                             gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o1 = object_new ("o1");
   g_autoptr(GBytes) o2 = object_new ("o2");
   g_autoptr(GBytes) o3 = object_new ("o3");
@@ -540,9 +538,9 @@ test_leave_requeues_untaken (void)
 /* Given back while another consumer waits with credit: it gets them at
  * once; copies of one object stay one run. */
 static void
-test_leave_requeue_serves_ready (void)
+test_leave_requeue_serves_ready (Recorder      *rec,
+                                 gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o = object_new ("o");
   TlspyoRouterPeer *a, *b;
 
@@ -566,9 +564,9 @@ test_leave_requeue_serves_ready (void)
 /* 4. Broadcast */
 
 static void
-test_broadcast_members (void)
+test_broadcast_members (Recorder      *rec,
+                        gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o = object_new ("o");
 
   join_ok (rec, "sender", "g", NULL);
@@ -586,9 +584,9 @@ test_broadcast_members (void)
 }
 
 static void
-test_broadcast_replaces_latest (void)
+test_broadcast_replaces_latest (Recorder      *rec,
+                                gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o1 = object_new ("o1");
   g_autoptr(GBytes) o2 = object_new ("o2");
 
@@ -606,9 +604,9 @@ test_broadcast_replaces_latest (void)
 }
 
 static void
-test_broadcast_undeclared (void)
+test_broadcast_undeclared (Recorder      *rec,
+                           gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o = object_new ("o");
 
   tlspyo_router_accept_group (rec->router, "a", -1, -1);
@@ -628,9 +626,9 @@ test_broadcast_undeclared (void)
 }
 
 static void
-test_broadcast_many_members (void)
+test_broadcast_many_members (Recorder      *rec,
+                             gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o = object_new ("o");
   g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
   g_autoptr(GPtrArray) peers = g_ptr_array_new ();
@@ -675,9 +673,9 @@ test_broadcast_many_members (void)
 /* 5. Produce */
 
 static void
-test_produce_fifo (void)
+test_produce_fifo (Recorder      *rec,
+                   gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o1 = object_new ("o1");
   g_autoptr(GBytes) o2 = object_new ("o2");
   g_autoptr(GBytes) o3 = object_new ("o3");
@@ -702,9 +700,9 @@ test_produce_fifo (void)
 }
 
 static void
-test_produce_credit_first (void)
+test_produce_credit_first (Recorder      *rec,
+                           gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o1 = object_new ("o1");
   g_autoptr(GBytes) o2 = object_new ("o2");
   g_autoptr(GBytes) o3 = object_new ("o3");
@@ -727,9 +725,9 @@ test_produce_credit_first (void)
 }
 
 static void
-test_produce_copies (void)
+test_produce_copies (Recorder      *rec,
+                     gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o = object_new ("o");
   g_autoptr(GBytes) p = object_new ("p");
   TlspyoRouterPeer *a;
@@ -764,9 +762,9 @@ test_produce_copies (void)
 }
 
 static void
-test_produce_undeclared (void)
+test_produce_undeclared (Recorder      *rec,
+                         gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o = object_new ("o");
 
   tlspyo_router_accept_group (rec->router, "a", -1, -1);
@@ -784,9 +782,9 @@ test_produce_undeclared (void)
 }
 
 static void
-test_produce_max_consumables (void)
+test_produce_max_consumables (Recorder      *rec,
+                              gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o1 = object_new ("o1");
   g_autoptr(GBytes) o2 = object_new ("o2");
   g_autoptr(GBytes) o3 = object_new ("o3");
@@ -824,9 +822,9 @@ test_produce_max_consumables (void)
 }
 
 static void
-test_produce_max_consumables_zero (void)
+test_produce_max_consumables_zero (Recorder      *rec,
+                                   gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o1 = object_new ("o1");
   g_autoptr(GBytes) o2 = object_new ("o2");
   TlspyoRouterPeer *a;
@@ -849,9 +847,9 @@ test_produce_max_consumables_zero (void)
 /* 6. Notify */
 
 static void
-test_notify_take_all (void)
+test_notify_take_all (Recorder      *rec,
+                      gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o1 = object_new ("o1");
   g_autoptr(GBytes) o2 = object_new ("o2");
   g_autoptr(GBytes) o3 = object_new ("o3");
@@ -882,9 +880,9 @@ test_notify_take_all (void)
 }
 
 static void
-test_notify_ignored (void)
+test_notify_ignored (Recorder      *rec,
+                     gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o = object_new ("o");
   TlspyoRouterPeer *a;
 
@@ -905,9 +903,9 @@ test_notify_ignored (void)
 }
 
 static void
-test_notify_credit_accumulates (void)
+test_notify_credit_accumulates (Recorder      *rec,
+                                gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o = object_new ("o");
   TlspyoRouterPeer *a;
 
@@ -929,9 +927,9 @@ test_notify_credit_accumulates (void)
 /* 7. Dispatch fairness */
 
 static void
-test_dispatch_fairness (void)
+test_dispatch_fairness (Recorder      *rec,
+                        gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o1 = object_new ("o1");
   g_autoptr(GBytes) o2 = object_new ("o2");
   g_autoptr(GBytes) o3 = object_new ("o3");
@@ -964,9 +962,9 @@ test_dispatch_fairness (void)
 }
 
 static void
-test_dispatch_queue_to_ring (void)
+test_dispatch_queue_to_ring (Recorder      *rec,
+                             gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o1 = object_new ("o1");
   g_autoptr(GBytes) o2 = object_new ("o2");
   g_autoptr(GBytes) o3 = object_new ("o3");
@@ -991,9 +989,9 @@ test_dispatch_queue_to_ring (void)
 /* 8. Route */
 
 static void
-test_route_mixed (void)
+test_route_mixed (Recorder      *rec,
+                  gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o = object_new ("o");
   g_autoptr(GVariantBuilder) builder = g_variant_builder_new (G_VARIANT_TYPE ("a{si}"));
   TlspyoRouterPeer *c;
@@ -1018,9 +1016,9 @@ test_route_mixed (void)
 }
 
 static void
-test_route_one_copy_per_group (void)
+test_route_one_copy_per_group (Recorder      *rec,
+                               gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o = object_new ("o");
   g_autoptr(GVariant) broadcast = NULL;
   g_autoptr(GVariant) produce = NULL;
@@ -1045,9 +1043,9 @@ test_route_one_copy_per_group (void)
 }
 
 static void
-test_route_undeclared (void)
+test_route_undeclared (Recorder      *rec,
+                       gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o = object_new ("o");
 
   tlspyo_router_accept_group (rec->router, "ok", -1, -1);
@@ -1066,10 +1064,9 @@ test_route_undeclared (void)
 /* 9. Introspection */
 
 static void
-test_introspection_unknown (void)
+test_introspection_unknown (Recorder      *rec,
+                            gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
-
   g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "unknown"), ==, 0);
   g_assert_cmpuint (tlspyo_router_get_n_members (rec->router, "unknown"), ==, 0);
   g_assert_cmpuint (tlspyo_router_get_n_dropped (rec->router, "unknown"), ==, 0);
@@ -1092,9 +1089,9 @@ count_free (gpointer data)
 /* Each delivery says why it was made: an endpoint counts down its credit
  * on CREDIT deliveries only, to ask for the rest again after reconnecting. */
 static void
-test_delivery_kinds (void)
+test_delivery_kinds (Recorder      *rec,
+                     gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   const char *groups[] = { "g", NULL };
   g_autoptr(GBytes) b = object_new ("b");
   g_autoptr(GBytes) p1 = object_new ("p1");
@@ -1143,9 +1140,9 @@ received_counts (const char *group,
 }
 
 static void
-test_session_park_resume (void)
+test_session_park_resume (Recorder      *rec,
+                          gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o1 = object_new ("o1");
   g_autoptr(GBytes) o2 = object_new ("o2");
   g_autoptr(GBytes) o3 = object_new ("o3");
@@ -1199,9 +1196,9 @@ test_session_park_resume (void)
  * back, in order, ahead of what was queued meanwhile; it is not resumable
  * any more. */
 static void
-test_session_expire (void)
+test_session_expire (Recorder      *rec,
+                     gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o1 = object_new ("o1");
   g_autoptr(GBytes) o2 = object_new ("o2");
   g_autoptr(GBytes) o3 = object_new ("o3");
@@ -1238,9 +1235,9 @@ test_session_expire (void)
 
 /* Freeing a session (the relay forgets it) gives its parked objects back. */
 static void
-test_session_free_requeues (void)
+test_session_free_requeues (Recorder      *rec,
+                            gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o1 = object_new ("o1");
   TlspyoRouterSession *session = tlspyo_router_session_new (rec->router);
   TlspyoRouterPeer *a, *b;
@@ -1261,9 +1258,9 @@ test_session_free_requeues (void)
 /* Ids: unique and increasing, kept by an object through the queue, in
  * flight, parked and back; copies get ids of their own. */
 static void
-test_ids (void)
+test_ids (Recorder      *rec,
+          gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o1 = object_new ("o1");
   g_autoptr(GBytes) o2 = object_new ("o2");
   TlspyoRouterSession *session = tlspyo_router_session_new (rec->router);
@@ -1306,9 +1303,9 @@ test_ids (void)
  * the latest keeps its number on joining; a restored latest sets where
  * numbering goes on. */
 static void
-test_broadcast_seq (void)
+test_broadcast_seq (Recorder      *rec,
+                    gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) b1 = object_new ("b1");
   g_autoptr(GBytes) b2 = object_new ("b2");
   Delivery *d;
@@ -1347,9 +1344,9 @@ test_broadcast_seq (void)
 
 /* A store restores a parked session: resumable, and resumed as usual. */
 static void
-test_session_restore_parked (void)
+test_session_restore_parked (Recorder      *rec,
+                             gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GBytes) o1 = object_new ("o1");
   g_autoptr(GBytes) o2 = object_new ("o2");
   g_autoptr(GVariant) got1 = received_counts ("g", 1);
@@ -1375,9 +1372,9 @@ test_session_restore_parked (void)
 }
 
 static void
-test_free_with_state (void)
+test_free_with_state (Recorder      *rec,
+                      gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   guint n_freed = 0;
   GBytes *o1 = g_bytes_new_with_free_func ("o1", 2, count_free, &n_freed);
   GBytes *o2 = g_bytes_new_with_free_func ("o2", 2, count_free, &n_freed);
@@ -1475,9 +1472,9 @@ assert_journal (GPtrArray *journal,
 }
 
 static void
-test_journal_changes (void)
+test_journal_changes (Recorder      *rec,
+                      gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GPtrArray) journal = g_ptr_array_new_with_free_func (g_free);
   g_autoptr(GBytes) o1 = object_new ("o1");
   g_autoptr(GBytes) o2 = object_new ("o2");
@@ -1563,9 +1560,9 @@ test_journal_changes (void)
 /* Restored objects keep their places: a requeued one sorts before
  * the restored queue's head, whatever its position was. */
 static void
-test_journal_restored_positions (void)
+test_journal_restored_positions (Recorder      *rec,
+                                 gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GPtrArray) journal = g_ptr_array_new_with_free_func (g_free);
   g_autoptr(GBytes) o1 = object_new ("o1");
   g_autoptr(GBytes) o2 = object_new ("o2");
@@ -1592,9 +1589,9 @@ test_journal_restored_positions (void)
  * so that what it hands there is numbered on from them (and a later
  * restore tells what the endpoint never received). */
 static void
-test_journal_resume_counts (void)
+test_journal_resume_counts (Recorder      *rec,
+                            gconstpointer  data)
 {
-  g_autoptr(Recorder) rec = recorder_new ();
   g_autoptr(GPtrArray) journal = g_ptr_array_new_with_free_func (g_free);
   g_autoptr(GBytes) o1 = object_new ("o1");
   g_autoptr(GBytes) o2 = object_new ("o2");
@@ -1626,49 +1623,49 @@ main (int    argc,
 {
   tlspyo_test_init (&argc, &argv);
 
-  g_test_add_func ("/router/groups/open", test_groups_open);
-  g_test_add_func ("/router/groups/declared-only", test_groups_declared_only);
-  g_test_add_func ("/router/groups/update-limits", test_groups_update_limits);
-  g_test_add_func ("/router/join/refused-undeclared", test_join_refused_undeclared);
-  g_test_add_func ("/router/join/refused-full", test_join_refused_full);
-  g_test_add_func ("/router/join/full-counts-current-members", test_join_full_counts_current_members);
-  g_test_add_func ("/router/join/duplicates", test_join_duplicates);
-  g_test_add_func ("/router/join/latest", test_join_latest);
-  g_test_add_func ("/router/join/no-groups", test_join_no_groups);
-  g_test_add_func ("/router/leave/keeps-queue", test_leave_keeps_queue);
-  g_test_add_func ("/router/leave/ready-ring", test_leave_ready_ring);
-  g_test_add_func ("/router/leave/requeues-untaken", test_leave_requeues_untaken);
-  g_test_add_func ("/router/leave/requeue-serves-ready", test_leave_requeue_serves_ready);
-  g_test_add_func ("/router/broadcast/members", test_broadcast_members);
-  g_test_add_func ("/router/broadcast/replaces-latest", test_broadcast_replaces_latest);
-  g_test_add_func ("/router/broadcast/undeclared", test_broadcast_undeclared);
-  g_test_add_func ("/router/broadcast/many-members", test_broadcast_many_members);
-  g_test_add_func ("/router/produce/fifo", test_produce_fifo);
-  g_test_add_func ("/router/produce/credit-first", test_produce_credit_first);
-  g_test_add_func ("/router/produce/copies", test_produce_copies);
-  g_test_add_func ("/router/produce/undeclared", test_produce_undeclared);
-  g_test_add_func ("/router/produce/max-consumables", test_produce_max_consumables);
-  g_test_add_func ("/router/produce/max-consumables-zero", test_produce_max_consumables_zero);
-  g_test_add_func ("/router/notify/take-all", test_notify_take_all);
-  g_test_add_func ("/router/notify/ignored", test_notify_ignored);
-  g_test_add_func ("/router/notify/credit-accumulates", test_notify_credit_accumulates);
-  g_test_add_func ("/router/dispatch/fairness", test_dispatch_fairness);
-  g_test_add_func ("/router/dispatch/queue-to-ring", test_dispatch_queue_to_ring);
-  g_test_add_func ("/router/route/mixed", test_route_mixed);
-  g_test_add_func ("/router/route/one-copy-per-group", test_route_one_copy_per_group);
-  g_test_add_func ("/router/route/undeclared", test_route_undeclared);
-  g_test_add_func ("/router/introspection/unknown", test_introspection_unknown);
-  g_test_add_func ("/router/free/with-state", test_free_with_state);
-  g_test_add_func ("/router/delivery/kinds", test_delivery_kinds);
-  g_test_add_func ("/router/session/park-resume", test_session_park_resume);
-  g_test_add_func ("/router/session/expire", test_session_expire);
-  g_test_add_func ("/router/session/free-requeues", test_session_free_requeues);
-  g_test_add_func ("/router/session/restore-parked", test_session_restore_parked);
-  g_test_add_func ("/router/ids", test_ids);
-  g_test_add_func ("/router/broadcast/seq", test_broadcast_seq);
-  g_test_add_func ("/router/journal/changes", test_journal_changes);
-  g_test_add_func ("/router/journal/restored-positions", test_journal_restored_positions);
-  g_test_add_func ("/router/journal/resume-counts", test_journal_resume_counts);
+  ROUTER_TEST ("/router/groups/open", test_groups_open);
+  ROUTER_TEST ("/router/groups/declared-only", test_groups_declared_only);
+  ROUTER_TEST ("/router/groups/update-limits", test_groups_update_limits);
+  ROUTER_TEST ("/router/join/refused-undeclared", test_join_refused_undeclared);
+  ROUTER_TEST ("/router/join/refused-full", test_join_refused_full);
+  ROUTER_TEST ("/router/join/full-counts-current-members", test_join_full_counts_current_members);
+  ROUTER_TEST ("/router/join/duplicates", test_join_duplicates);
+  ROUTER_TEST ("/router/join/latest", test_join_latest);
+  ROUTER_TEST ("/router/join/no-groups", test_join_no_groups);
+  ROUTER_TEST ("/router/leave/keeps-queue", test_leave_keeps_queue);
+  ROUTER_TEST ("/router/leave/ready-ring", test_leave_ready_ring);
+  ROUTER_TEST ("/router/leave/requeues-untaken", test_leave_requeues_untaken);
+  ROUTER_TEST ("/router/leave/requeue-serves-ready", test_leave_requeue_serves_ready);
+  ROUTER_TEST ("/router/broadcast/members", test_broadcast_members);
+  ROUTER_TEST ("/router/broadcast/replaces-latest", test_broadcast_replaces_latest);
+  ROUTER_TEST ("/router/broadcast/undeclared", test_broadcast_undeclared);
+  ROUTER_TEST ("/router/broadcast/many-members", test_broadcast_many_members);
+  ROUTER_TEST ("/router/produce/fifo", test_produce_fifo);
+  ROUTER_TEST ("/router/produce/credit-first", test_produce_credit_first);
+  ROUTER_TEST ("/router/produce/copies", test_produce_copies);
+  ROUTER_TEST ("/router/produce/undeclared", test_produce_undeclared);
+  ROUTER_TEST ("/router/produce/max-consumables", test_produce_max_consumables);
+  ROUTER_TEST ("/router/produce/max-consumables-zero", test_produce_max_consumables_zero);
+  ROUTER_TEST ("/router/notify/take-all", test_notify_take_all);
+  ROUTER_TEST ("/router/notify/ignored", test_notify_ignored);
+  ROUTER_TEST ("/router/notify/credit-accumulates", test_notify_credit_accumulates);
+  ROUTER_TEST ("/router/dispatch/fairness", test_dispatch_fairness);
+  ROUTER_TEST ("/router/dispatch/queue-to-ring", test_dispatch_queue_to_ring);
+  ROUTER_TEST ("/router/route/mixed", test_route_mixed);
+  ROUTER_TEST ("/router/route/one-copy-per-group", test_route_one_copy_per_group);
+  ROUTER_TEST ("/router/route/undeclared", test_route_undeclared);
+  ROUTER_TEST ("/router/introspection/unknown", test_introspection_unknown);
+  ROUTER_TEST ("/router/free/with-state", test_free_with_state);
+  ROUTER_TEST ("/router/delivery/kinds", test_delivery_kinds);
+  ROUTER_TEST ("/router/session/park-resume", test_session_park_resume);
+  ROUTER_TEST ("/router/session/expire", test_session_expire);
+  ROUTER_TEST ("/router/session/free-requeues", test_session_free_requeues);
+  ROUTER_TEST ("/router/session/restore-parked", test_session_restore_parked);
+  ROUTER_TEST ("/router/ids", test_ids);
+  ROUTER_TEST ("/router/broadcast/seq", test_broadcast_seq);
+  ROUTER_TEST ("/router/journal/changes", test_journal_changes);
+  ROUTER_TEST ("/router/journal/restored-positions", test_journal_restored_positions);
+  ROUTER_TEST ("/router/journal/resume-counts", test_journal_resume_counts);
 
   return g_test_run ();
 }

@@ -1,7 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 #include "tlspyo-test-proxy.h"
 
+#include <sys/socket.h>
+
 #include "tlspyo-test-utils.h"
+
+/* Bytes read at a time, unless a throttle says otherwise; and the most a
+ * throttle may say. */
+#define PUMP_CHUNK   16384
+#define PUMP_BUFFER  (64 * 1024)
 
 typedef struct _ProxyConn ProxyConn;
 
@@ -15,7 +22,9 @@ typedef struct {
   gsize          held;      /* read while frozen, written when thawed */
   double         truncate;  /* > 0: forward this part of the next chunk, then cut */
   GSource       *stall;     /* thaws this direction when it fires */
-  guint8         buf[16384];
+  gsize          chunk;     /* read at most this much at a time */
+  guint          pause_ms;  /* > 0: throttled, stalled this long after each write */
+  guint8         buf[PUMP_BUFFER];
 } Pump;
 
 struct _ProxyConn {
@@ -29,14 +38,27 @@ struct _ProxyConn {
 };
 
 struct _TlspyoTestProxyPrivate {
-  GMainContext   *context;
-  GSocketService *service;
-  GSocketClient  *client;
-  guint           relay_port;
-  GPtrArray      *conns;   /* ProxyConn*, owned; closed ones too, until freed */
+  GMainContext          *context;
+  GSocketService        *service;
+  GSocketClient         *client;
+  guint                  relay_port;
+  TlspyoTestProxyOptions options;
+  GPtrArray             *conns;   /* ProxyConn*, owned; closed ones too, until freed */
 };
 
-static void pump_read (Pump *pump);
+static void pump_read  (Pump  *pump);
+static void pump_stall (Pump  *pump,
+                        guint  ms);
+
+static void
+pump_clear_stall (Pump *pump)
+{
+  if (pump->stall != NULL)
+    {
+      g_source_destroy (pump->stall);
+      g_clear_pointer (&pump->stall, g_source_unref);
+    }
+}
 
 static gboolean
 proxy_conn_is_open (ProxyConn *pc)
@@ -49,11 +71,7 @@ proxy_conn_close (ProxyConn *pc)
 {
   g_cancellable_cancel (pc->cancellable);
   for (guint i = 0; i < G_N_ELEMENTS (pc->pumps); i++)
-    if (pc->pumps[i].stall != NULL)
-      {
-        g_source_destroy (pc->pumps[i].stall);
-        g_clear_pointer (&pc->pumps[i].stall, g_source_unref);
-      }
+    pump_clear_stall (&pc->pumps[i]);
   if (pc->down != NULL)
     g_io_stream_close (G_IO_STREAM (pc->down), NULL, NULL);
   if (pc->up != NULL)
@@ -86,7 +104,10 @@ pump_write_cb (GObject      *source,
       proxy_conn_close (pump->pc);
       return;
     }
-  pump_read (pump);
+  if (pump->pause_ms > 0)
+    pump_stall (pump, pump->pause_ms);
+  else
+    pump_read (pump);
 }
 
 static void
@@ -143,7 +164,7 @@ pump_read (Pump *pump)
   if (pump_is_stopped (pump))
     return;
   pump->busy = TRUE;
-  g_input_stream_read_async (pump->in, pump->buf, sizeof pump->buf, G_PRIORITY_DEFAULT,
+  g_input_stream_read_async (pump->in, pump->buf, pump->chunk, G_PRIORITY_DEFAULT,
                              pump->pc->cancellable, pump_read_cb, pump);
 }
 
@@ -164,16 +185,85 @@ pump_thaw (Pump *pump)
     pump_read (pump);
 }
 
-static void
-pump_start (Pump              *pump,
-            ProxyConn         *pc,
-            GSocketConnection *from,
-            GSocketConnection *to)
+static gboolean
+stall_over_cb (gpointer data)
 {
+  Pump *pump = data;
+
+  g_clear_pointer (&pump->stall, g_source_unref);
+  pump_thaw (pump);
+  return G_SOURCE_REMOVE;
+}
+
+/* Stops @pump for @ms milliseconds, then lets it flow again. */
+static void
+pump_stall (Pump  *pump,
+            guint  ms)
+{
+  /* Stalled already: the new stall replaces the rest of the old one. */
+  pump_clear_stall (pump);
+  pump->frozen = TRUE;
+  pump->stall = g_timeout_source_new (ms);
+  g_source_set_callback (pump->stall, stall_over_cb, pump, NULL);
+  g_source_attach (pump->stall, pump->pc->proxy->priv->context);
+}
+
+static void
+pump_start (Pump                     *pump,
+            ProxyConn                *pc,
+            TlspyoTestProxyDirection  direction,
+            GSocketConnection        *from,
+            GSocketConnection        *to)
+{
+  const TlspyoTestProxyOptions *options = &pc->proxy->priv->options;
+
   pump->pc = pc;
   pump->in = g_io_stream_get_input_stream (G_IO_STREAM (from));
   pump->out = g_io_stream_get_output_stream (G_IO_STREAM (to));
+  pump->chunk = PUMP_CHUNK;
+  if (options->throttle_bytes > 0 && options->throttled == direction)
+    {
+      pump->chunk = options->throttle_bytes;
+      pump->pause_ms = options->throttle_ms;
+    }
   pump_read (pump);
+}
+
+static void
+set_socket_buffer (GSocket *socket,
+                   int      size)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_socket_set_option (socket, SOL_SOCKET, SO_RCVBUF, size, &error);
+  g_assert_no_error (error);
+}
+
+/* Accepted sockets inherit the listening socket's receive buffer. */
+static void
+listener_event_cb (GSocketListener      *listener,
+                   GSocketListenerEvent  event,
+                   GSocket              *socket,
+                   gpointer              user_data)
+{
+  TlspyoTestProxy *proxy = user_data;
+
+  if (event == G_SOCKET_LISTENER_BINDING)
+    set_socket_buffer (socket, proxy->priv->options.socket_buffer);
+}
+
+static void
+client_event_cb (GSocketClient      *client,
+                 GSocketClientEvent  event,
+                 GSocketConnectable *connectable,
+                 GIOStream          *connection,
+                 gpointer            user_data)
+{
+  TlspyoTestProxy *proxy = user_data;
+
+  if (event == G_SOCKET_CLIENT_CONNECTING)
+    set_socket_buffer (g_socket_connection_get_socket (G_SOCKET_CONNECTION (connection)),
+                       proxy->priv->options.socket_buffer);
 }
 
 static gboolean
@@ -201,28 +291,48 @@ proxy_incoming_cb (GSocketService    *service,
       proxy_conn_close (pc);
       return TRUE;
     }
-  pump_start (&pc->pumps[TLSPYO_TEST_PROXY_TO_RELAY], pc, pc->down, pc->up);
-  pump_start (&pc->pumps[TLSPYO_TEST_PROXY_TO_ENDPOINT], pc, pc->up, pc->down);
+  pump_start (&pc->pumps[TLSPYO_TEST_PROXY_TO_RELAY], pc, TLSPYO_TEST_PROXY_TO_RELAY,
+              pc->down, pc->up);
+  pump_start (&pc->pumps[TLSPYO_TEST_PROXY_TO_ENDPOINT], pc, TLSPYO_TEST_PROXY_TO_ENDPOINT,
+              pc->up, pc->down);
   return TRUE;
 }
 
 TlspyoTestProxy *
 tlspyo_test_proxy_new (guint relay_port)
 {
+  return tlspyo_test_proxy_new_full (relay_port, NULL);
+}
+
+TlspyoTestProxy *
+tlspyo_test_proxy_new_full (guint                         relay_port,
+                            const TlspyoTestProxyOptions *options)
+{
   g_autoptr(GError) error = NULL;
   g_autoptr(GInetAddress) loopback = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
   g_autoptr(GSocketAddress) any = g_inet_socket_address_new (loopback, 0);
   g_autoptr(GSocketAddress) bound = NULL;
-  TlspyoTestProxy *proxy = g_new0 (TlspyoTestProxy, 1);
-  TlspyoTestProxyPrivate *priv = g_new0 (TlspyoTestProxyPrivate, 1);
+  TlspyoTestProxy *proxy;
+  TlspyoTestProxyPrivate *priv;
 
+  g_return_val_if_fail (options == NULL || options->throttle_bytes <= PUMP_BUFFER, NULL);
+
+  proxy = g_new0 (TlspyoTestProxy, 1);
+  priv = g_new0 (TlspyoTestProxyPrivate, 1);
   proxy->priv = priv;
   priv->context = g_main_context_ref_thread_default ();
   priv->relay_port = relay_port;
+  if (options != NULL)
+    priv->options = *options;
   priv->conns = g_ptr_array_new_with_free_func (proxy_conn_free);
   priv->client = g_socket_client_new ();
   g_socket_client_set_enable_proxy (priv->client, FALSE);
   priv->service = g_socket_service_new ();
+  if (priv->options.socket_buffer > 0)
+    {
+      g_signal_connect (priv->client, "event", G_CALLBACK (client_event_cb), proxy);
+      g_signal_connect (priv->service, "event", G_CALLBACK (listener_event_cb), proxy);
+    }
   g_socket_listener_add_address (G_SOCKET_LISTENER (priv->service), any, G_SOCKET_TYPE_STREAM,
                                  G_SOCKET_PROTOCOL_TCP, NULL, &bound, &error);
   g_assert_no_error (error);
@@ -302,16 +412,6 @@ tlspyo_test_proxy_cut (TlspyoTestProxy *proxy,
     proxy_conn_close (pc);
 }
 
-static gboolean
-stall_over_cb (gpointer data)
-{
-  Pump *pump = data;
-
-  g_clear_pointer (&pump->stall, g_source_unref);
-  pump_thaw (pump);
-  return G_SOURCE_REMOVE;
-}
-
 void
 tlspyo_test_proxy_stall (TlspyoTestProxy          *proxy,
                          guint                     index,
@@ -319,21 +419,9 @@ tlspyo_test_proxy_stall (TlspyoTestProxy          *proxy,
                          guint                     ms)
 {
   ProxyConn *pc = proxy_get_open (proxy, index);
-  Pump *pump;
 
-  if (pc == NULL)
-    return;
-  pump = &pc->pumps[direction];
-  /* Stalled already: the new stall replaces the rest of the old one. */
-  if (pump->stall != NULL)
-    {
-      g_source_destroy (pump->stall);
-      g_clear_pointer (&pump->stall, g_source_unref);
-    }
-  pump->frozen = TRUE;
-  pump->stall = g_timeout_source_new (ms);
-  g_source_set_callback (pump->stall, stall_over_cb, pump, NULL);
-  g_source_attach (pump->stall, proxy->priv->context);
+  if (pc != NULL)
+    pump_stall (&pc->pumps[direction], ms);
 }
 
 void
@@ -362,11 +450,7 @@ tlspyo_test_proxy_heal (TlspyoTestProxy *proxy)
           Pump *pump = &pc->pumps[d];
 
           pump->truncate = 0;
-          if (pump->stall != NULL)
-            {
-              g_source_destroy (pump->stall);
-              g_clear_pointer (&pump->stall, g_source_unref);
-            }
+          pump_clear_stall (pump);
           if (pump->frozen)
             pump_thaw (pump);
         }

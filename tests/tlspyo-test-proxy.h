@@ -32,7 +32,24 @@ typedef enum {
   TLSPYO_TEST_PROXY_TO_ENDPOINT = 1,
 } TlspyoTestProxyDirection;
 
+/* What a proxy does besides forwarding, fixed when it is made: a zeroed
+ * struct (or NULL) is a plain proxy. */
+typedef struct {
+  /* > 0: the receive buffer (SO_RCVBUF) of the proxy's sockets, on both
+   * sides, set before they connect (the TCP window is agreed on then), so
+   * that the kernel cannot take in much ahead of a throttle. */
+  int                      socket_buffer;
+  /* throttle_bytes > 0: in @throttled, forward at most @throttle_bytes at
+   * a time and wait @throttle_ms after each write, as over a slow link.
+   * The waits are stalls: do not stall or freeze that direction too. */
+  TlspyoTestProxyDirection throttled;
+  gsize                    throttle_bytes;
+  guint                    throttle_ms;
+} TlspyoTestProxyOptions;
+
 TlspyoTestProxy *tlspyo_test_proxy_new            (guint                     relay_port);
+TlspyoTestProxy *tlspyo_test_proxy_new_full       (guint                     relay_port,
+                                                   const TlspyoTestProxyOptions *options);
 /* Closes every connection and waits (bounded) for the pending operations. */
 void             tlspyo_test_proxy_free           (TlspyoTestProxy          *proxy);
 guint            tlspyo_test_proxy_get_n_accepted (TlspyoTestProxy          *proxy);
