@@ -1617,6 +1617,134 @@ test_journal_resume_counts (Recorder      *rec,
   tlspyo_router_session_free (rec->router, session);
 }
 
+/* 11. In-flight cap */
+
+/* What an object of @size bytes counts against the in-flight cap. */
+#define FLIGHT_COST(size) ((size) + 64)
+
+/* A consumer whose application takes nothing holds at most the cap; its
+ * credit waits, the others are served meanwhile, and taking makes room. */
+static void
+test_in_flight_cap (Recorder      *rec,
+                    gconstpointer  data)
+{
+  const char *names[] = { "o1", "o2", "o3", "o4", "o5", "o6" };
+  GBytes *objects[G_N_ELEMENTS (names)];
+  TlspyoRouterPeer *a, *b;
+
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    objects[i] = object_new (names[i]);
+  tlspyo_router_set_max_in_flight_bytes (rec->router, 3 * FLIGHT_COST (2));
+  a = join_ok (rec, "a", "g", NULL);
+  b = join_ok (rec, "b", "g", NULL);
+  tlspyo_router_notify (rec->router, a, "g", 100);
+  for (guint i = 0; i < 5; i++)
+    tlspyo_router_produce (rec->router, "g", objects[i], 1);
+  assert_deliveries (rec, "a:g:o1", "a:g:o2", "a:g:o3", NULL);
+  g_assert_cmpuint (tlspyo_router_get_n_in_flight (rec->router, "g"), ==, 3);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 2);
+  /* Its credit is kept, and counted. */
+  g_assert_cmpuint (tlspyo_router_get_credit (rec->router, "g"), ==, 97);
+
+  /* Another consumer is served from the queue meanwhile. */
+  tlspyo_router_notify (rec->router, b, "g", 1);
+  assert_deliveries (rec, "b:g:o4", NULL);
+
+  /* a's application takes one: room for one more. */
+  g_assert_true (tlspyo_router_taken (rec->router, a, "g", 1));
+  assert_deliveries (rec, "a:g:o5", NULL);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 0);
+
+  /* At the cap again: a new object waits in the queue, not in flight. */
+  tlspyo_router_produce (rec->router, "g", objects[5], 1);
+  assert_no_deliveries (rec);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 1);
+  g_assert_true (tlspyo_router_taken (rec->router, a, "g", 2));
+  assert_deliveries (rec, "a:g:o6", NULL);
+  g_assert_cmpuint (tlspyo_router_get_n_in_flight (rec->router, "g"), ==, 3);  /* o5, o6; b's o4 */
+  g_assert_cmpuint (tlspyo_router_get_credit (rec->router, "g"), ==, 95);
+
+  /* Taking everything with nothing queued delivers nothing. */
+  g_assert_true (tlspyo_router_taken (rec->router, a, "g", 2));
+  assert_no_deliveries (rec);
+  for (guint i = 0; i < G_N_ELEMENTS (objects); i++)
+    g_bytes_unref (objects[i]);
+}
+
+/* An object larger than the cap still goes, one at a time; "everything
+ * queued" (notify -1) is bounded by the queue, not by the cap; 0 means no
+ * cap. */
+static void
+test_in_flight_cap_large (Recorder      *rec,
+                          gconstpointer  data)
+{
+  g_autofree char *text = g_strnfill (1000, 'x');
+  g_autoptr(GBytes) big = g_bytes_new (text, 1000);
+  TlspyoRouterPeer *a, *b;
+
+  tlspyo_router_set_max_in_flight_bytes (rec->router, 100);
+  a = join_ok (rec, "a", "g", NULL);
+  b = join_ok (rec, "b", "g", NULL);
+  tlspyo_router_produce (rec->router, "g", big, 3);
+  tlspyo_router_notify (rec->router, a, "g", 10);
+  g_assert_cmpuint (rec->deliveries->len, ==, 1);
+  g_ptr_array_set_size (rec->deliveries, 0);
+  g_assert_true (tlspyo_router_taken (rec->router, a, "g", 1));
+  g_assert_cmpuint (rec->deliveries->len, ==, 1);
+  g_ptr_array_set_size (rec->deliveries, 0);
+
+  tlspyo_router_notify (rec->router, b, "g", -1);
+  g_assert_cmpuint (rec->deliveries->len, ==, 1);
+  g_ptr_array_set_size (rec->deliveries, 0);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 0);
+
+  tlspyo_router_produce (rec->router, "g", big, 2);
+  assert_no_deliveries (rec);
+  tlspyo_router_set_max_in_flight_bytes (rec->router, 0);
+  g_assert_cmpuint (rec->deliveries->len, ==, 2);
+  g_assert_cmpuint (tlspyo_router_get_n_in_flight (rec->router, "g"), ==, 4);
+}
+
+/* Lowering the cap takes a consumer out of the ready ring at once; raising
+ * it serves a waiting one at once. Parked objects resumed by a session
+ * count against the cap of the new connection. */
+static void
+test_in_flight_cap_changes (Recorder      *rec,
+                            gconstpointer  data)
+{
+  g_autoptr(GBytes) o = object_new ("o");
+  g_autoptr(GVariant) got2 = received_counts ("g", 2);
+  g_autoptr(GVariant) none = received_counts (NULL, 0);
+  TlspyoRouterSession *session = tlspyo_router_session_new (rec->router);
+  TlspyoRouterPeer *a, *a2;
+
+  a = join_ok (rec, "a", "g", NULL);
+  g_assert_false (tlspyo_router_resume (rec->router, a, session, none));
+  tlspyo_router_notify (rec->router, a, "g", 10);
+  tlspyo_router_produce (rec->router, "g", o, 2);
+  assert_deliveries (rec, "a:g:o", "a:g:o", NULL);
+
+  tlspyo_router_set_max_in_flight_bytes (rec->router, 2 * FLIGHT_COST (1));
+  tlspyo_router_produce (rec->router, "g", o, 1);
+  assert_no_deliveries (rec);
+  tlspyo_router_set_max_in_flight_bytes (rec->router, 3 * FLIGHT_COST (1));
+  assert_deliveries (rec, "a:g:o", NULL);
+  tlspyo_router_set_max_in_flight_bytes (rec->router, 2 * FLIGHT_COST (1));
+
+  /* Lost with three in flight, the endpoint had received two: the third
+   * goes back to the queue, the two come back in flight, at the cap. */
+  tlspyo_router_park (rec->router, a);
+  a2 = join_ok (rec, "a2", "g", NULL);
+  g_assert_true (tlspyo_router_resume (rec->router, a2, session, got2));
+  tlspyo_router_notify (rec->router, a2, "g", 10);
+  assert_no_deliveries (rec);
+  g_assert_cmpuint (tlspyo_router_get_queue_length (rec->router, "g"), ==, 1);
+  g_assert_true (tlspyo_router_taken (rec->router, a2, "g", 1));
+  assert_deliveries (rec, "a2:g:o", NULL);
+  tlspyo_router_leave (rec->router, a2);
+  tlspyo_router_session_free (rec->router, session);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -1651,6 +1779,9 @@ main (int    argc,
   ROUTER_TEST ("/router/notify/credit-accumulates", test_notify_credit_accumulates);
   ROUTER_TEST ("/router/dispatch/fairness", test_dispatch_fairness);
   ROUTER_TEST ("/router/dispatch/queue-to-ring", test_dispatch_queue_to_ring);
+  ROUTER_TEST ("/router/in-flight/cap", test_in_flight_cap);
+  ROUTER_TEST ("/router/in-flight/cap-large", test_in_flight_cap_large);
+  ROUTER_TEST ("/router/in-flight/cap-changes", test_in_flight_cap_changes);
   ROUTER_TEST ("/router/route/mixed", test_route_mixed);
   ROUTER_TEST ("/router/route/one-copy-per-group", test_route_one_copy_per_group);
   ROUTER_TEST ("/router/route/undeclared", test_route_undeclared);

@@ -92,6 +92,9 @@ void              tlspyo_router_set_journal   (TlspyoRouter              *router
                                                const TlspyoRouterJournal *journal,
                                                gpointer                   user_data);
 
+void              tlspyo_router_set_max_in_flight_bytes (TlspyoRouter *router,
+                                                         guint64       max_bytes);
+
 void              tlspyo_router_accept_group  (TlspyoRouter            *router,
                                                const char              *group,
                                                int                      max_count,

@@ -52,7 +52,7 @@ struct _Group
    * cycling through the ring never allocate, and unlinking is O(1). They are
    * never cleared here; the links die with their peer. */
   GQueue    members;        /* Membership*, in join order */
-  GQueue    ready;          /* Membership* with credit > 0, served round-robin */
+  GQueue    ready;          /* Membership* with credit > 0 and room in flight, round-robin */
 
   guint64   n_dropped;
   guint64   n_in_flight;    /* produced objects handed out, not yet taken; parked ones too */
@@ -71,6 +71,7 @@ struct _Membership
    * application took them (tlspyo_router_taken()); they go back to the
    * head of the queue if it leaves first, or are parked with its session. */
   GQueue            in_flight;  /* Flight* */
+  guint64           in_flight_bytes;  /* their flight_cost(), added up */
   SessionGroup     *session_group;  /* NULL without a session */
   GList             member_link;
   GList             ready_link;
@@ -119,7 +120,12 @@ struct _TlspyoRouter
   guint64                  instance;    /* random, names this router's broadcast numbers */
   const TlspyoRouterJournal *journal;   /* or NULL */
   gpointer                 journal_data;
+  guint64                  max_in_flight_bytes;  /* per membership; 0: no limit */
 };
+
+/* What a produced object in flight costs the relay besides its bytes (its
+ * Flight and list link), so that a cap in bytes also bounds tiny objects. */
+#define FLIGHT_OVERHEAD 64
 
 #define JOURNAL(router, member, ...)                                                   \
   G_STMT_START {                                                                     \
@@ -134,6 +140,35 @@ flight_free (gpointer data)
 
   g_bytes_unref (flight->object);
   g_free (flight);
+}
+
+static guint64
+flight_cost (const Flight *flight)
+{
+  return g_bytes_get_size (flight->object) + FLIGHT_OVERHEAD;
+}
+
+/* Whether @m may be handed one more produced object: below the cap, so
+ * one consumer whose application takes nothing holds a bounded part of the
+ * relay's memory however much credit it announced. One object always fits
+ * when it has none. */
+static gboolean
+membership_has_room (TlspyoRouter     *router,
+                     const Membership *m)
+{
+  return router->max_in_flight_bytes == 0 || m->in_flight_bytes < router->max_in_flight_bytes;
+}
+
+/* Puts @m in its group's ready ring if it may be served: credit, and room
+ * in flight. */
+static void
+membership_maybe_ready (TlspyoRouter *router,
+                        Membership   *m)
+{
+  if (m->in_ready || m->credit <= 0 || !membership_has_room (router, m))
+    return;
+  m->in_ready = TRUE;
+  g_queue_push_tail_link (&m->group->ready, &m->ready_link);
 }
 
 static void
@@ -411,6 +446,7 @@ membership_hand_out (TlspyoRouter *router,
                      Flight       *flight)
 {
   g_queue_push_tail (&m->in_flight, flight);
+  m->in_flight_bytes += flight_cost (flight);
   m->group->n_in_flight++;
   if (m->session_group != NULL)
     {
@@ -432,12 +468,12 @@ router_serve_ready_head (TlspyoRouter *router,
   GBytes *object = flight->object;
   guint64 id = flight->id;
 
-  if (--m->credit > 0)
+  m->credit--;
+  membership_hand_out (router, m, flight);
+  if (m->credit > 0 && membership_has_room (router, m))
     g_queue_push_tail_link (&group->ready, link);
   else
     m->in_ready = FALSE;
-
-  membership_hand_out (router, m, flight);
 
   router->deliver (m->peer->peer_data, group->name, object, TLSPYO_ROUTER_CREDIT, id,
                    router->user_data);
@@ -584,6 +620,41 @@ tlspyo_router_accept_group (TlspyoRouter *router,
   group->max_consumables = max_consumables;
 
   router_enforce_max_consumables (router, group);
+}
+
+/* At most @max_bytes (0: no limit) of produced objects in flight per
+ * membership, each counted with FLIGHT_OVERHEAD; one object always fits.
+ * A member at the cap keeps its credit and is served again once its peer
+ * takes objects (tlspyo_router_taken()). */
+void
+tlspyo_router_set_max_in_flight_bytes (TlspyoRouter *router,
+                                       guint64       max_bytes)
+{
+  GHashTableIter iter;
+  gpointer value;
+
+  g_return_if_fail (router != NULL);
+
+  router->max_in_flight_bytes = max_bytes;
+  g_hash_table_iter_init (&iter, router->groups);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      Group *group = value;
+
+      for (GList *l = group->members.head; l != NULL; l = l->next)
+        {
+          Membership *m = l->data;
+
+          if (m->in_ready && !membership_has_room (router, m))
+            {
+              g_queue_unlink (&group->ready, &m->ready_link);
+              m->in_ready = FALSE;
+            }
+          else
+            membership_maybe_ready (router, m);
+        }
+      router_dispatch (router, group);
+    }
 }
 
 gboolean
@@ -1004,7 +1075,10 @@ tlspyo_router_resume (TlspyoRouter        *router,
           Flight *flight;
 
           while ((flight = g_queue_pop_head (&sg->parked)) != NULL)
-            g_queue_push_tail (&m->in_flight, flight);
+            {
+              g_queue_push_tail (&m->in_flight, flight);
+              m->in_flight_bytes += flight_cost (flight);
+            }
         }
       if (lost > 0 || m == NULL)
         g_hash_table_add (touched, group);
@@ -1048,9 +1122,13 @@ tlspyo_router_taken (TlspyoRouter     *router,
     {
       Flight *flight = g_queue_pop_head (&m->in_flight);
 
+      m->in_flight_bytes -= flight_cost (flight);
       JOURNAL (router, removed, flight->id);
       flight_free (flight);
     }
+  /* Room again for a consumer that waited at the cap with credit. */
+  membership_maybe_ready (router, m);
+  router_dispatch (router, m->group);
   return TRUE;
 }
 
@@ -1226,12 +1304,7 @@ tlspyo_router_notify (TlspyoRouter     *router,
   else
     m->credit += count;
 
-  if (!m->in_ready)
-    {
-      m->in_ready = TRUE;
-      g_queue_push_tail_link (&group->ready, &m->ready_link);
-    }
-
+  membership_maybe_ready (router, m);
   router_dispatch (router, group);
 }
 
@@ -1325,11 +1398,14 @@ tlspyo_router_get_credit (TlspyoRouter *router,
   g_return_val_if_fail (router != NULL, 0);
   g_return_val_if_fail (group_name != NULL, 0);
 
-  for (GList *l = router_peek (router, group_name)->ready.head; l != NULL; l = l->next)
+  /* Every member's: one waiting at the in-flight cap is out of the ready
+   * ring, yet keeps its credit. */
+  for (GList *l = router_peek (router, group_name)->members.head; l != NULL; l = l->next)
     {
       Membership *m = l->data;
+      guint64 credit = (guint64) MAX (m->credit, 0);
 
-      total = (guint64) m->credit > G_MAXUINT64 - total ? G_MAXUINT64 : total + (guint64) m->credit;
+      total = credit > G_MAXUINT64 - total ? G_MAXUINT64 : total + credit;
     }
   return total;
 }
