@@ -2,7 +2,7 @@
 /* The relay's limits against hostile peers (docs/security.md): connections
  * in all and per source address, failed authentications per address
  * (delayed, then refused for a while), groups per endpoint, group names,
- * bytes queued per group. Each one, when hit, is a clear error to the peer
+ * bytes queued per group, bytes in flight per consumer. Each one, when hit, is a clear error to the peer
  * that hit it (REFUSED, or DENIED for an action, with a reason), and the
  * other peers keep working. Connections "from other addresses" go through
  * tlspyo_relay_accept_stream() over a socket pair, which lets the test say
@@ -328,7 +328,7 @@ test_defaults (void)
 {
   g_autoptr(TlspyoRelay) relay = tlspyo_relay_new (0, "x");
   guint max_connections, per_address, failures, block, delay, groups;
-  guint64 queued;
+  guint64 queued, in_flight;
 
   g_object_get (relay,
                 "max-connections", &max_connections,
@@ -338,6 +338,7 @@ test_defaults (void)
                 "auth-failure-delay", &delay,
                 "max-groups-per-endpoint", &groups,
                 "max-queued-bytes", &queued,
+                "max-in-flight-bytes", &in_flight,
                 NULL);
   /* The values docs/security.md promises. */
   g_assert_cmpuint (max_connections, ==, 1024);
@@ -347,6 +348,7 @@ test_defaults (void)
   g_assert_cmpuint (delay, ==, 100);
   g_assert_cmpuint (groups, ==, 64);
   g_assert_cmpuint (queued, ==, G_GUINT64_CONSTANT (1) << 30);
+  g_assert_cmpuint (in_flight, ==, G_GUINT64_CONSTANT (256) << 20);
 }
 
 /* Connections in all: over the limit, an endpoint is refused with LIMIT
@@ -653,6 +655,165 @@ test_max_queued_bytes (void)
   tlspyo_test_fixture_teardown (&f);
 }
 
+/* Bytes in flight per consumer and group */
+
+/* What max-in-flight-bytes counts for one produced object: its serialized
+ * size plus 64 (documented in TlspyoRelay:max-in-flight-bytes). */
+#define IN_FLIGHT_OVERHEAD 64
+
+/* Produced object @i of the in-flight test: all the same size, numbered. */
+static GVariant *
+numbered_object (guint i)
+{
+  g_autofree char *fill = g_strnfill (990, 'x');
+
+  return g_variant_new_take_string (g_strdup_printf ("%03u%s", i, fill));
+}
+
+/* Checks that @objects, from index @at, are the objects numbered @first
+ * to @first + @n - 1. */
+static void
+assert_numbered (GPtrArray *objects,
+                 guint      at,
+                 guint      first,
+                 guint      n)
+{
+  g_assert_cmpuint (objects->len, >=, at + n);
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *prefix = g_strdup_printf ("%03u", first + i);
+
+      g_assert_true (g_str_has_prefix (g_variant_get_string (objects->pdata[at + i], NULL),
+                                       prefix));
+    }
+}
+
+/* The group "work" in one snapshot of the relay's stats, so that in-flight
+ * and queued are read together: an object moving from the queue to a
+ * consumer between two snapshots cannot fool a wait. */
+typedef struct {
+  guint64 in_flight;
+  guint64 queued;
+  guint64 credit;
+} WorkStats;
+
+static WorkStats
+work_stats (TlspyoRelay *relay)
+{
+  g_autoptr(GVariant) stats = g_variant_ref_sink (tlspyo_relay_get_stats (relay));
+  g_autoptr(GVariant) groups = NULL;
+  g_autoptr(GVariant) work = NULL;
+  WorkStats w = { 0 };
+
+  g_assert_true (g_variant_lookup (stats, "groups", "@a{sa{sv}}", &groups));
+  if (g_variant_lookup (groups, "work", "@a{sv}", &work))
+    {
+      g_assert_true (g_variant_lookup (work, "in-flight", "t", &w.in_flight));
+      g_assert_true (g_variant_lookup (work, "queued", "t", &w.queued));
+      g_assert_true (g_variant_lookup (work, "credit", "t", &w.credit));
+    }
+  return w;
+}
+
+typedef struct {
+  TlspyoRelay *relay;
+  guint64      in_flight;
+  guint64      queued;
+} FlightWait;
+
+static gboolean
+flight_reached (gpointer data)
+{
+  FlightWait *want = data;
+  WorkStats w = work_stats (want->relay);
+
+  return w.in_flight == want->in_flight && w.queued == want->queued;
+}
+
+/* Waits (bounded) until "work" has @in_flight objects in flight and
+ * @queued in its queue. */
+static void
+wait_flight (TlspyoRelay *relay,
+             guint64      in_flight,
+             guint64      queued)
+{
+  FlightWait want = { relay, in_flight, queued };
+  WorkStats w;
+
+  if (tlspyo_test_wait_until (flight_reached, &want))
+    return;
+  w = work_stats (relay);
+  g_error ("Group 'work': %" G_GUINT64_FORMAT " in flight and %" G_GUINT64_FORMAT
+           " queued, expected %" G_GUINT64_FORMAT " and %" G_GUINT64_FORMAT,
+           w.in_flight, w.queued, in_flight, queued);
+}
+
+/* A consumer that announces a large credit and whose application takes
+ * nothing holds at most max-in-flight-bytes of the group's objects; the
+ * rest stay queued for the other consumers, and its credit waits: once its
+ * application takes objects, it is handed more. */
+static void
+test_max_in_flight_bytes (void)
+{
+  TlspyoTestFixture f = { 0 };
+  TlspyoEndpoint *producer, *hoarder, *worker;
+  g_autoptr(GVariant) sample = g_variant_ref_sink (numbered_object (0));
+  g_autoptr(GBytes) body = tlspyo_object_to_bytes (sample);
+  guint64 cost = g_bytes_get_size (body) + IN_FLIGHT_OVERHEAD;
+  g_autoptr(GPtrArray) got = NULL;
+  WorkStats w;
+
+  tlspyo_test_fixture_setup (&f, TLSPYO_SECURITY_NONE);
+  /* Handed while below the cap: exactly 10 objects, the 10th reaching it. */
+  g_object_set (f.relay, "max-in-flight-bytes", 10 * cost, NULL);
+  tlspyo_test_fixture_start (&f);
+  producer = tlspyo_test_endpoint_start (&f, "producers");
+  hoarder = tlspyo_test_endpoint_start (&f, "work");
+  tlspyo_test_give_credit (hoarder, "work", 1000);
+
+  for (guint i = 0; i < 50; i++)
+    {
+      g_autoptr(GError) error = NULL;
+
+      g_assert_true (tlspyo_endpoint_produce (producer, numbered_object (i), "work", &error));
+      g_assert_no_error (error);
+    }
+  tlspyo_test_flush (producer);
+  wait_flight (f.relay, 10, 40);
+  /* All 10 reached it, and the relay handed it no more. */
+  tlspyo_test_wait_n_queued (hoarder, 10);
+  w = work_stats (f.relay);
+  g_assert_cmpuint (w.in_flight, ==, 10);
+  g_assert_cmpuint (w.queued, ==, 40);
+  g_assert_cmpuint (w.credit, ==, 990);
+
+  /* Another consumer is served meanwhile, in order, capped the same way
+   * but taking as it goes. */
+  worker = tlspyo_test_endpoint_start (&f, "work");
+  tlspyo_test_give_credit (worker, "work", 30);
+  got = tlspyo_test_pop_n (worker, 30);
+  assert_numbered (got, 0, 10, 30);
+  g_clear_pointer (&got, g_ptr_array_unref);
+  wait_flight (f.relay, 10, 10);
+
+  /* The first one's application takes 5: 5 more go to it, its credit
+   * intact. */
+  got = tlspyo_test_pop_n (hoarder, 5);
+  assert_numbered (got, 0, 0, 5);
+  g_clear_pointer (&got, g_ptr_array_unref);
+  wait_flight (f.relay, 10, 5);
+  got = tlspyo_test_pop_n (hoarder, 10);
+  assert_numbered (got, 0, 5, 5);
+  assert_numbered (got, 5, 40, 5);
+  g_clear_pointer (&got, g_ptr_array_unref);
+  got = tlspyo_test_pop_n (hoarder, 5);
+  assert_numbered (got, 0, 45, 5);
+  wait_flight (f.relay, 0, 0);
+  g_assert_cmpuint (work_stats (f.relay).credit, ==, 1000 - 20);
+
+  tlspyo_test_fixture_teardown (&f);
+}
+
 /* A flood of connections over the limit: the relay holds at most a bounded
  * number of them to explain the refusal, closes the rest at once, and the
  * endpoint it serves is not affected. */
@@ -711,6 +872,7 @@ main (int argc, char **argv)
   g_test_add_func ("/limits/max-groups-per-endpoint", test_max_groups);
   g_test_add_func ("/limits/group-names", test_group_names);
   g_test_add_func ("/limits/max-queued-bytes", test_max_queued_bytes);
+  g_test_add_func ("/limits/max-in-flight-bytes", test_max_in_flight_bytes);
   g_test_add_func ("/limits/refusal-flood", test_refusal_flood);
   return g_test_run ();
 }

@@ -65,6 +65,7 @@ guint tlspyo_relay_get_n_peers    (TlspyoRelay *self);
 #define MAX_AUTH_FAILURE_DELAY              5000  /* milliseconds */
 #define DEFAULT_MAX_GROUPS_PER_ENDPOINT     64
 #define DEFAULT_MAX_QUEUED_BYTES            ((guint64) 1024 * 1024 * 1024)
+#define DEFAULT_MAX_IN_FLIGHT_BYTES         ((guint64) 256 * 1024 * 1024)
 /* Connections held past a limit only to tell the peer why they are
  * refused; beyond these, one over a limit is closed without a word. */
 #define MAX_REFUSING                        64
@@ -80,6 +81,7 @@ typedef struct {
   guint   auth_failure_delay;
   guint   max_groups_per_endpoint;
   guint64 max_queued_bytes;
+  guint64 max_in_flight_bytes;
 } RelayLimits;
 
 typedef struct _RelayCore RelayCore;

@@ -64,6 +64,7 @@ enum {
   PROP_MAX_OUTPUT_BYTES,  /* issue 5 */
   PROP_SESSION_TIMEOUT,   /* issue 5 */
   PROP_STATE_DIRECTORY,   /* issue 5 */
+  PROP_MAX_IN_FLIGHT_BYTES,
   N_PROPS
 };
 
@@ -216,6 +217,7 @@ tlspyo_relay_init (TlspyoRelay *self)
   self->limits.auth_failure_delay = DEFAULT_AUTH_FAILURE_DELAY;
   self->limits.max_groups_per_endpoint = DEFAULT_MAX_GROUPS_PER_ENDPOINT;
   self->limits.max_queued_bytes = DEFAULT_MAX_QUEUED_BYTES;
+  self->limits.max_in_flight_bytes = DEFAULT_MAX_IN_FLIGHT_BYTES;
   self->users = tlspyo_relay_user_table_new ();
   self->rules = g_array_new (FALSE, TRUE, sizeof (GroupRule));
   g_array_set_clear_func (self->rules, group_rule_clear);
@@ -314,6 +316,9 @@ tlspyo_relay_get_property (GObject    *object,
       break;
     case PROP_MAX_QUEUED_BYTES:
       g_value_set_uint64 (value, self->limits.max_queued_bytes);
+      break;
+    case PROP_MAX_IN_FLIGHT_BYTES:
+      g_value_set_uint64 (value, self->limits.max_in_flight_bytes);
       break;
     case PROP_CLIENT_CERTIFICATES_DIR:
       g_value_set_string (value, self->client_certificates_dir);
@@ -416,6 +421,10 @@ tlspyo_relay_set_property (GObject      *object,
     case PROP_MAX_QUEUED_BYTES:
       changed = self->limits.max_queued_bytes != g_value_get_uint64 (value);
       self->limits.max_queued_bytes = g_value_get_uint64 (value);
+      break;
+    case PROP_MAX_IN_FLIGHT_BYTES:
+      changed = self->limits.max_in_flight_bytes != g_value_get_uint64 (value);
+      self->limits.max_in_flight_bytes = g_value_get_uint64 (value);
       break;
     case PROP_CLIENT_CERTIFICATES_DIR:
       changed = g_strcmp0 (self->client_certificates_dir, g_value_get_string (value)) != 0;
@@ -571,8 +580,9 @@ tlspyo_relay_class_init (TlspyoRelayClass *klass)
    * and counted and announced by [signal@Tlspyo.Relay::object-dropped].
    * One object always goes when nothing waits, however large. Produced
    * objects are not held back: an endpoint only gets as many as its
-   * credit ([method@Tlspyo.Endpoint.notify_ready]), or all queued for a
-   * notify of -1, so their memory is bounded by what it asked for.
+   * credit ([method@Tlspyo.Endpoint.notify_ready]) and
+   * [property@Tlspyo.Relay:max-in-flight-bytes] allow, or all queued for
+   * a notify of -1, so their memory is bounded by those.
    * Read by [method@Tlspyo.Relay.start].
    *
    * Since: 0.1
@@ -707,6 +717,31 @@ tlspyo_relay_class_init (TlspyoRelayClass *klass)
    */
   properties[PROP_MAX_QUEUED_BYTES] =
     g_param_spec_uint64 ("max-queued-bytes", NULL, NULL, 0, G_MAXUINT64, DEFAULT_MAX_QUEUED_BYTES,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * TlspyoRelay:max-in-flight-bytes:
+   *
+   * How many bytes of produced objects one endpoint may hold in flight in
+   * one group (256 MiB by default): objects the relay handed to it whose
+   * application has not taken them yet, which the relay keeps until then.
+   * Each object counts its size plus 64 bytes. Without this bound, an
+   * endpoint that announces a huge credit
+   * ([method@Tlspyo.Endpoint.notify_ready]) and never takes anything would
+   * move the whole group's production out of the queue, where
+   * [property@Tlspyo.Relay:max-queued-bytes] bounds it, into memory held
+   * for it alone. At the bound the endpoint keeps its credit but is handed
+   * nothing more until its application takes objects; meanwhile the other
+   * endpoints with credit are served. An endpoint with nothing in flight
+   * always gets one object, however large. A notify of -1 (everything
+   * queued now) is not capped: the queue's bound already applies. 0: no
+   * limit. Read by [method@Tlspyo.Relay.start].
+   *
+   * Since: 0.1
+   */
+  properties[PROP_MAX_IN_FLIGHT_BYTES] =
+    g_param_spec_uint64 ("max-in-flight-bytes", NULL, NULL, 0, G_MAXUINT64,
+                         DEFAULT_MAX_IN_FLIGHT_BYTES,
                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   /**
@@ -999,6 +1034,7 @@ tlspyo_relay_start (TlspyoRelay  *self,
                                           tlspyo_relay_session_id_equal, NULL,
                                           (GDestroyNotify) tlspyo_relay_session_unref);
   core->router = tlspyo_router_new (tlspyo_relay_router_deliver_cb, tlspyo_relay_router_drop, core);
+  tlspyo_router_set_max_in_flight_bytes (core->router, self->limits.max_in_flight_bytes);
   core->certificate = g_steal_pointer (&certificate);
   core->max_object_size = self->max_object_size;
   core->handshake_timeout = self->handshake_timeout;

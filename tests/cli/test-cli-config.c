@@ -145,9 +145,10 @@ test_example_file (void)
   g_assert_cmpuint (config->groups->len, >, 0);
   g_assert_cmpfloat (config->stats_interval, ==, 60.0);
   /* Every limit, with the library's defaults. */
-  g_assert_cmpuint (config->limits.fields, ==, 0x7f);
+  g_assert_cmpuint (config->limits.fields, ==, 0xff);
   g_assert_cmpuint (config->limits.max_connections, ==, 1024);
   g_assert_cmpuint (config->limits.max_queued_bytes, ==, 1073741824);
+  g_assert_cmpuint (config->limits.max_in_flight_bytes, ==, 268435456);
   g_assert_cmpuint (config->users->len, >, 0);
 }
 
@@ -162,7 +163,8 @@ test_limits_and_users (void)
     "  \"limits\": {\"max_connections\": 0, \"max_connections_per_address\": 8,\n"
     "             \"max_auth_failures\": 3, \"auth_block_time\": 60,\n"
     "             \"auth_failure_delay\": 0, \"max_groups_per_endpoint\": 4,\n"
-    "             \"max_queued_bytes\": 9223372036854775807},\n"
+    "             \"max_queued_bytes\": 9223372036854775807,\n"
+    "             \"max_in_flight_bytes\": 1000},\n"
     "  \"users\": {\n"
     "    \"trainer\": {\"password_hash\": \"" HASH "\",\n"
     "                \"rights\": {\"samples\": [\"join\", \"consume\"], \"*\": [\"broadcast\"]}},\n"
@@ -178,7 +180,7 @@ test_limits_and_users (void)
 
   g_assert_no_error (error);
   g_assert_cmpuint (config->fields, ==, TLSPYO_CONFIG_LIMITS | TLSPYO_CONFIG_USERS);
-  g_assert_cmpuint (config->limits.fields, ==, 0x7f);
+  g_assert_cmpuint (config->limits.fields, ==, 0xff);
   g_assert_cmpuint (config->limits.max_connections, ==, 0);
   g_assert_cmpuint (config->limits.max_connections_per_address, ==, 8);
   g_assert_cmpuint (config->limits.max_auth_failures, ==, 3);
@@ -186,6 +188,7 @@ test_limits_and_users (void)
   g_assert_cmpuint (config->limits.auth_failure_delay, ==, 0);
   g_assert_cmpuint (config->limits.max_groups_per_endpoint, ==, 4);
   g_assert_cmpuint (config->limits.max_queued_bytes, ==, G_MAXINT64);
+  g_assert_cmpuint (config->limits.max_in_flight_bytes, ==, 1000);
 
   g_assert_cmpuint (config->users->len, ==, 3);
   user = config->users->pdata[0];
@@ -277,6 +280,8 @@ test_refusals (void)
     { "{\"limits\": {\"auth_block_time\": 0}}", { "key “limits.auth_block_time”", "from 1 to 604800" } },
     { "{\"limits\": {\"auth_failure_delay\": 5001}}", { "key “limits.auth_failure_delay”", "milliseconds" } },
     { "{\"limits\": {\"max_queued_bytes\": \"1G\"}}", { "key “limits.max_queued_bytes”", "found a string" } },
+    { "{\"limits\": {\"max_in_flight_bytes\": -1}}",
+      { "key “limits.max_in_flight_bytes”", "bytes per endpoint and group, 0 for no limit" } },
     /* stats_interval */
     { "{\"stats_interval\": \"60\"}", { "key “stats_interval”", "a number of seconds", "found a string" } },
     { "{\"stats_interval\": 0.05}", { "key “stats_interval”", "0 (off), or from 0.1 to 86400", "found 0.05" } },

@@ -443,6 +443,8 @@ apply_limits_and_users (TlspyoRelay   *relay,
                     G_STRUCT_MEMBER (guint, &config->limits, limits[i].offset), NULL);
   if (config->limits.fields & TLSPYO_CONFIG_MAX_QUEUED_BYTES)
     g_object_set (relay, "max-queued-bytes", config->limits.max_queued_bytes, NULL);
+  if (config->limits.fields & TLSPYO_CONFIG_MAX_IN_FLIGHT_BYTES)
+    g_object_set (relay, "max-in-flight-bytes", config->limits.max_in_flight_bytes, NULL);
 
   for (guint i = 0; i < config->users->len; i++)
     {

@@ -456,6 +456,10 @@ static const Key limit_keys[] = {
     TLSPYO_CONFIG_MAX_GROUPS_PER_ENDPOINT, 0, G_MAXUINT, "0 for no limit" },
   { "max_queued_bytes", read_uint64, G_STRUCT_OFFSET (TlspyoConfigLimits, max_queued_bytes),
     TLSPYO_CONFIG_MAX_QUEUED_BYTES, 0, G_MAXINT64, "bytes per group, 0 for no limit" },
+  { "max_in_flight_bytes", read_uint64,
+    G_STRUCT_OFFSET (TlspyoConfigLimits, max_in_flight_bytes),
+    TLSPYO_CONFIG_MAX_IN_FLIGHT_BYTES, 0, G_MAXINT64,
+    "bytes per endpoint and group, 0 for no limit" },
 };
 
 static const Table limits_table = {

@@ -45,6 +45,7 @@ typedef enum {
   TLSPYO_CONFIG_AUTH_FAILURE_DELAY          = 1 << 4,
   TLSPYO_CONFIG_MAX_GROUPS_PER_ENDPOINT     = 1 << 5,
   TLSPYO_CONFIG_MAX_QUEUED_BYTES            = 1 << 6,
+  TLSPYO_CONFIG_MAX_IN_FLIGHT_BYTES         = 1 << 7,
 } TlspyoConfigLimitFields;
 
 typedef struct {
@@ -56,6 +57,7 @@ typedef struct {
   guint    auth_failure_delay;
   guint    max_groups_per_endpoint;
   guint64  max_queued_bytes;
+  guint64  max_in_flight_bytes;
 } TlspyoConfigLimits;
 
 typedef struct {
