@@ -56,6 +56,8 @@ apply (TlspyoConfig *config)
     g_object_set (relay, "max-groups-per-endpoint", config->limits.max_groups_per_endpoint, NULL);
   if (config->limits.fields & TLSPYO_CONFIG_MAX_QUEUED_BYTES)
     g_object_set (relay, "max-queued-bytes", config->limits.max_queued_bytes, NULL);
+  if (config->limits.fields & TLSPYO_CONFIG_MAX_IN_FLIGHT_BYTES)
+    g_object_set (relay, "max-in-flight-bytes", config->limits.max_in_flight_bytes, NULL);
   for (guint i = 0; i < config->users->len; i++)
     {
       TlspyoConfigUser *user = g_ptr_array_index (config->users, i);

@@ -418,7 +418,8 @@ seeds_config (void)
     { "bad-root", "[1, 2, 3]" },
     { "limits", "{\"limits\": {\"max_connections\": 10, \"max_connections_per_address\": 2, "
                 "\"max_auth_failures\": 0, \"auth_block_time\": 1, \"auth_failure_delay\": 5000, "
-                "\"max_groups_per_endpoint\": 0, \"max_queued_bytes\": 1}}" },
+                "\"max_groups_per_endpoint\": 0, \"max_queued_bytes\": 1, "
+                "\"max_in_flight_bytes\": 1}}" },
     { "users", "{\"users\": {\"trainer\": {\"password_hash\": "
                "\"pbkdf2-sha256$10000$c2FsdA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\", "
                "\"rights\": {\"samples\": [\"join\", \"consume\"], \"*\": [\"all\"], "
