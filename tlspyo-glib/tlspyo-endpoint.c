@@ -1371,6 +1371,13 @@ fail:
  * relay restart), so a consumer waiting in [method@Tlspyo.Endpoint.pop]
  * still gets its objects. A negative count is not remembered.
  *
+ * The relay hands one endpoint at most
+ * [property@Tlspyo.Relay:max-in-flight-bytes] (256 MiB by default) of a
+ * group's produced objects that its application has not taken yet (by
+ * [method@Tlspyo.Endpoint.pop] and the like): past it, credit waits until
+ * objects are taken, and a negative count gets what fits, the rest staying
+ * queued at the relay.
+ *
  * Returns: %TRUE if the notification was queued for sending
  *
  * Since: 0.1

@@ -580,9 +580,9 @@ tlspyo_relay_class_init (TlspyoRelayClass *klass)
    * and counted and announced by [signal@Tlspyo.Relay::object-dropped].
    * One object always goes when nothing waits, however large. Produced
    * objects are not held back: an endpoint only gets as many as its
-   * credit ([method@Tlspyo.Endpoint.notify_ready]) and
-   * [property@Tlspyo.Relay:max-in-flight-bytes] allow, or all queued for
-   * a notify of -1, so their memory is bounded by those.
+   * credit ([method@Tlspyo.Endpoint.notify_ready]), or what is queued for
+   * a notify of -1, and [property@Tlspyo.Relay:max-in-flight-bytes]
+   * allow, so their memory is bounded by those.
    * Read by [method@Tlspyo.Relay.start].
    *
    * Since: 0.1
@@ -733,9 +733,9 @@ tlspyo_relay_class_init (TlspyoRelayClass *klass)
    * for it alone. At the bound the endpoint keeps its credit but is handed
    * nothing more until its application takes objects; meanwhile the other
    * endpoints with credit are served. An endpoint with nothing in flight
-   * always gets one object, however large. A notify of -1 (everything
-   * queued now) is not capped: the queue's bound already applies. 0: no
-   * limit. Read by [method@Tlspyo.Relay.start].
+   * always gets one object, however large. A notify of -1 is bounded
+   * too: it hands out what is queued until the bound, and the rest stays
+   * queued. 0: no limit. Read by [method@Tlspyo.Relay.start].
    *
    * Since: 0.1
    */

@@ -624,6 +624,7 @@ tlspyo_router_accept_group (TlspyoRouter *router,
 
 /* At most @max_bytes (0: no limit) of produced objects in flight per
  * membership, each counted with FLIGHT_OVERHEAD; one object always fits.
+ * It bounds a notify of -1 as well as credit.
  * A member at the cap keeps its credit and is served again once its peer
  * takes objects (tlspyo_router_taken()). */
 void
@@ -1263,8 +1264,9 @@ tlspyo_router_produce (TlspyoRouter *router,
   router_enforce_max_consumables (router, group);
 }
 
-/* @count > 0 adds credit; @count < 0 takes everything queued now, without
- * touching the credit; 0, or a group @peer is not in, does nothing. */
+/* @count > 0 adds credit; @count < 0 takes everything queued now that
+ * fits below the in-flight cap (at least one object), without touching the
+ * credit; 0, or a group @peer is not in, does nothing. */
 void
 tlspyo_router_notify (TlspyoRouter     *router,
                       TlspyoRouterPeer *peer,
@@ -1285,7 +1287,10 @@ tlspyo_router_notify (TlspyoRouter     *router,
 
   if (count < 0)
     {
-      while (group->queue_length > 0)
+      /* Capped too: repeated, it would otherwise move every object ever
+       * produced into memory held for this one peer. What does not fit
+       * stays queued, for anyone. */
+      while (group->queue_length > 0 && membership_has_room (router, m))
         {
           Flight *flight = group_dequeue (group);
           GBytes *object = flight->object;
