@@ -18,6 +18,7 @@
  * consumer's last receipt can be subtracted across processes. Every wait, on
  * both sides, is bounded: a stuck case fails, it never hangs. */
 
+#include <errno.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -63,6 +64,7 @@ typedef struct {
   char     *server_identity;
   gboolean  relay_in_process;
   gboolean  endpoints_in_process;
+  gboolean  durable;
   gboolean  verbose;
   int       count;
   int       size;
@@ -84,6 +86,7 @@ typedef struct {
   int       inflight;
   int       timeout_ms;
   gint64    max_object_size;
+  char     *state_directory;
 } BenchOptions;
 
 static void
@@ -99,6 +102,7 @@ bench_options_clear (BenchOptions *o)
   g_free (o->group);
   g_free (o->reply_group);
   g_free (o->mode);
+  g_free (o->state_directory);
 }
 
 static void
@@ -149,6 +153,10 @@ bench_option_context_new (BenchOptions *o)
       "Run the local relay inside this process instead of a child process", NULL },
     { "endpoints-in-process", 0, 0, G_OPTION_ARG_NONE, &o->endpoints_in_process,
       "Run endpoints as threads of this process instead of child processes", NULL },
+    { "durable", 0, 0, G_OPTION_ARG_NONE, &o->durable,
+      "Give the relay started for the run a state directory (a new temporary folder per case, "
+      "removed afterwards): a durable relay commits every produced object to its SQLite store "
+      "before acknowledging it", NULL },
     { "count", 0, 0, G_OPTION_ARG_INT, &o->count,
       "Objects per run of produce and broadcast (default 500000; quick 2000)", "N" },
     { "size", 0, 0, G_OPTION_ARG_INT, &o->size,
@@ -186,6 +194,8 @@ bench_option_context_new (BenchOptions *o)
     { "inflight", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT, &o->inflight, NULL, NULL },
     { "timeout-ms", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT, &o->timeout_ms, NULL, NULL },
     { "max-object-size", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT64, &o->max_object_size,
+      NULL, NULL },
+    { "state-directory", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_FILENAME, &o->state_directory,
       NULL, NULL },
     G_OPTION_ENTRY_NULL
   };
@@ -744,6 +754,7 @@ role_relay (Role *r)
                         "password", r->password,
                         "security", r->security,
                         "credentials-dir", r->o->credentials_dir,
+                        "state-directory", r->o->state_directory,
                         /* fanin connects every endpoint from 127.0.0.1 at once:
                          * the relay's per-address and total limits would
                          * refuse what the bench means to measure. */
@@ -1187,6 +1198,7 @@ typedef struct {
   char           *password;
   char           *credentials_dir;
   char           *tmp_dir;          /* ours, removed at the end */
+  char           *state_dir;        /* of the case's durable relay: ours, removed with it */
   char           *host;
   guint           port;             /* of the relay of the case running */
   char           *run_id;
@@ -1625,11 +1637,24 @@ relay_up (Bench   *b,
       b->port = (guint) b->o->port;
       return TRUE;
     }
+  /* A fresh folder per case: a relay restarted on the state of the case
+   * before would resume its leftovers, and its figures would not be the
+   * case's own. */
+  if (b->o->durable)
+    {
+      b->state_dir = g_dir_make_tmp ("tlspyo-bench-state-XXXXXX", error);
+      if (b->state_dir == NULL)
+        {
+          g_prefix_error (error, "cannot make the durable relay's state directory: ");
+          return FALSE;
+        }
+    }
   if (b->relay_mode == RELAY_IN_PROCESS)
     {
       b->relay = g_object_new (TLSPYO_TYPE_RELAY, "port", 0, "address", "127.0.0.1",
                                "password", b->password, "security", b->security,
                                "credentials-dir", b->credentials_dir,
+                               "state-directory", b->state_dir,
                                "max-connections", 0, "max-connections-per-address", 0,
                                NULL);
       if (!tlspyo_relay_start (b->relay, error))
@@ -1646,6 +1671,8 @@ relay_up (Bench   *b,
     g_autoptr(GPtrArray) args = role_args_new (b, "relay");
 
     role_args_add (args, "--port=0");
+    if (b->state_dir != NULL)
+      role_args_add (args, "--state-directory=%s", b->state_dir);
     b->relay_player = player_start (b, "the relay", args, FALSE, error);
   }
   if (b->relay_player == NULL)
@@ -1700,6 +1727,42 @@ relay_stat (Bench    *b,
   return TRUE;
 }
 
+/* Removes a temporary folder of ours and the files in it (credentials, a
+ * relay's state: no subfolders). What cannot be removed is said, so that
+ * leftovers in the temporary folder do not pile up unnoticed. */
+static void
+remove_dir (const char *path)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GDir) dir = g_dir_open (path, 0, &error);
+  const char *name;
+
+  if (dir == NULL)
+    {
+      if (!g_error_matches (error, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+        tlspyo_cli_printerr ("cannot remove the temporary folder %s: %s", path, error->message);
+      return;
+    }
+  while ((name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *child = g_build_filename (path, name, NULL);
+
+      if (g_unlink (child) != 0)
+        {
+          int saved_errno = errno;
+
+          tlspyo_cli_printerr ("cannot remove %s: %s", child, g_strerror (saved_errno));
+        }
+    }
+  if (g_rmdir (path) != 0)
+    {
+      int saved_errno = errno;
+
+      tlspyo_cli_printerr ("cannot remove the temporary folder %s: %s; remove it by hand",
+                           path, g_strerror (saved_errno));
+    }
+}
+
 static gboolean
 relay_down (Bench   *b,
             GError **error)
@@ -1715,6 +1778,12 @@ relay_down (Bench   *b,
     {
       ok = player_finish (b->relay_player, error);
       g_clear_pointer (&b->relay_player, player_free);
+    }
+  /* Only once the relay is gone: it writes there until it stops. */
+  if (b->state_dir != NULL)
+    {
+      remove_dir (b->state_dir);
+      g_clear_pointer (&b->state_dir, g_free);
     }
   return ok;
 }
@@ -2341,8 +2410,8 @@ print_table (Bench     *b,
   glong widths[3] = { 4, 6, 8 };
   g_autofree char *where = b->relay_mode == RELAY_REMOTE
     ? g_strdup_printf ("the relay at %s:%u", b->host, b->port)
-    : g_strdup_printf ("a relay in %s", b->relay_mode == RELAY_CHILD ? "a child process"
-                                                                    : "this process");
+    : g_strdup_printf ("a %srelay in %s", b->o->durable ? "durable " : "",
+                       b->relay_mode == RELAY_CHILD ? "a child process" : "this process");
 
   g_print ("tlspyo bench %s: %s, %s, endpoints in %s, %u CPUs%s\n", TLSPYO_VERSION_S,
            b->security == TLSPYO_SECURITY_TLS ? "TLS" : "plain TCP", where,
@@ -2399,6 +2468,8 @@ print_json (Bench     *b,
   json_builder_add_string_value (builder, b->security == TLSPYO_SECURITY_TLS ? "tls" : "none");
   json_builder_set_member_name (builder, "relay");
   json_builder_add_string_value (builder, relay_mode_name (b));
+  json_builder_set_member_name (builder, "durable");
+  json_builder_add_boolean_value (builder, b->o->durable);
   json_builder_set_member_name (builder, "endpoints");
   json_builder_add_string_value (builder, b->o->endpoints_in_process ? "threads" : "processes");
   json_builder_set_member_name (builder, "quick");
@@ -2446,22 +2517,6 @@ read_password (BenchOptions  *o,
     }
   *password = g_strdup (secret);
   return TRUE;
-}
-
-static void
-remove_dir (const char *path)
-{
-  g_autoptr(GDir) dir = g_dir_open (path, 0, NULL);
-  const char *name;
-
-  if (dir == NULL)
-    return;
-  while ((name = g_dir_read_name (dir)) != NULL)
-    {
-      g_autofree char *child = g_build_filename (path, name, NULL);
-      g_unlink (child);
-    }
-  g_rmdir (path);
 }
 
 static gboolean
@@ -2559,6 +2614,13 @@ bench_setup (Bench         *b,
                                "--host measures an existing relay: leave out --relay-in-process");
           return FALSE;
         }
+      if (o->durable)
+        {
+          g_set_error_literal (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                               "--host measures an existing relay, whose state directory is "
+                               "its own: leave out --durable");
+          return FALSE;
+        }
       if (o->port < 0)
         o->port = 2096;
       if (o->port == 0 || o->port > G_MAXUINT16)
@@ -2627,6 +2689,9 @@ bench_clear (Bench *b)
       g_clear_object (&b->relay);
     }
   g_clear_pointer (&b->relay_player, player_free);
+  if (b->state_dir != NULL)
+    remove_dir (b->state_dir);
+  g_free (b->state_dir);
   if (b->password != NULL)
     memset (b->password, 0, strlen (b->password));
   g_free (b->password);
