@@ -29,7 +29,8 @@ tlspyo_relay_core_unref (RelayCore *core)
   g_clear_pointer (&core->client_certificates, g_ptr_array_unref);
   g_clear_pointer (&core->client_certificate_users, g_ptr_array_unref);
   tlspyo_auth_wipe (core->unknown_user_secret, sizeof core->unknown_user_secret);
-  g_hash_table_unref (core->deliver_meta);
+  g_hash_table_unref (core->produced_meta[0]);
+  g_hash_table_unref (core->produced_meta[1]);
   g_clear_pointer (&core->broadcast_meta, g_bytes_unref);
   g_free (core->broadcast_group);
   /* What follows changes nothing the store should keep. */

@@ -224,23 +224,23 @@ tlspyo_relay_peer_release_early (RelayPeer *peer,
   g_ptr_array_set_size (peer->early, 0);
 }
 
-/* The PRODUCED metadata, cached with DELIVER's: "\x01" cannot start a
- * group name, so the keys never collide. */
+/* The PRODUCED metadata of @group, built once per group and kind. */
 static GBytes *
 core_produced_meta (RelayCore  *core,
                     const char *group,
                     gboolean    credit)
 {
-  g_autofree char *key = g_strdup_printf ("\x01%c%s", credit ? 'c' : 'a', group);
-  GBytes *meta = g_hash_table_lookup (core->deliver_meta, key);
+  GHashTable *cache = core->produced_meta[credit ? 1 : 0];
+  GBytes *meta = g_hash_table_lookup (cache, group);
 
   if (meta == NULL)
     {
-      if (g_hash_table_size (core->deliver_meta) >= 4096)
-        g_hash_table_remove_all (core->deliver_meta);
+      /* Bounded: groups come and go with the endpoints' names for them. */
+      if (g_hash_table_size (cache) >= 4096)
+        g_hash_table_remove_all (cache);
       meta = tlspyo_frame_serialize_meta (TLSPYO_FRAME_PRODUCED,
                                           g_variant_new ("(sb)", group, credit));
-      g_hash_table_insert (core->deliver_meta, g_steal_pointer (&key), meta);
+      g_hash_table_insert (cache, g_strdup (group), meta);
     }
   return meta;
 }

@@ -217,7 +217,10 @@ struct _RelayCore {
   guint64          max_output_bytes;
   double           session_timeout;
   GHashTable      *peers;
-  GHashTable      *deliver_meta;  /* cache key -> serialized PRODUCED metadata */
+  /* group -> serialized PRODUCED metadata; [1] for credit, [0] for a
+   * notify of -1. Looked up by the group's name: no key is built per
+   * delivery. */
+  GHashTable      *produced_meta[2];
   /* The DELIVER metadata of the broadcast being delivered, built once for
    * all its recipients. */
   char            *broadcast_group;

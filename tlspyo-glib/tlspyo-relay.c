@@ -1028,8 +1028,9 @@ tlspyo_relay_start (TlspyoRelay  *self,
   g_weak_ref_init (&core->relay, self);
   core->owner_context = g_main_context_ref_thread_default ();
   core->peers = g_hash_table_new_full (NULL, NULL, (GDestroyNotify) tlspyo_relay_peer_free, NULL);
-  core->deliver_meta = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
-                                              (GDestroyNotify) g_bytes_unref);
+  for (guint i = 0; i < G_N_ELEMENTS (core->produced_meta); i++)
+    core->produced_meta[i] = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                                    (GDestroyNotify) g_bytes_unref);
   core->sessions = g_hash_table_new_full (tlspyo_relay_session_id_hash,
                                           tlspyo_relay_session_id_equal, NULL,
                                           (GDestroyNotify) tlspyo_relay_session_unref);
