@@ -252,7 +252,24 @@ read_uint64 (Reader     *reader,
   return TRUE;
 }
 
-/* Seconds, whole or not: JSON's 5 and 0.5 are both numbers to the user. */
+/* Seconds, whole or not: JSON's 5 and 0.5 are both numbers to the user.
+ * Anything else is a type error naming @expected. */
+static gboolean
+get_seconds (Reader      *reader,
+             JsonNode    *node,
+             const char  *expected,
+             double      *value,
+             GError     **error)
+{
+  if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_INT64)
+    *value = (double) json_node_get_int (node);
+  else if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_DOUBLE)
+    *value = json_node_get_double (node);
+  else
+    return fail_type (reader, node, expected, error);
+  return TRUE;
+}
+
 /* The relay's session-timeout: 0 (give objects back at once) to a day. */
 static gboolean
 read_session_timeout (Reader     *reader,
@@ -266,12 +283,8 @@ read_session_timeout (Reader     *reader,
   char found[G_ASCII_DTOSTR_BUF_SIZE];
   double value;
 
-  if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_INT64)
-    value = (double) json_node_get_int (node);
-  else if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_DOUBLE)
-    value = json_node_get_double (node);
-  else
-    return fail_type (reader, node, expected, error);
+  if (!get_seconds (reader, node, expected, &value, error))
+    return FALSE;
   if (!(value >= 0.0 && value <= 86400.0))
     return fail_at (reader, node, FALSE, error, "expected %s, found %s", expected,
                     g_ascii_formatd (found, sizeof found, "%g", value));
@@ -292,12 +305,8 @@ read_interval (Reader     *reader,
   char found[G_ASCII_DTOSTR_BUF_SIZE];
   double value;
 
-  if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_INT64)
-    value = (double) json_node_get_int (node);
-  else if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_DOUBLE)
-    value = json_node_get_double (node);
-  else
-    return fail_type (reader, node, expected, error);
+  if (!get_seconds (reader, node, expected, &value, error))
+    return FALSE;
   if (value != 0.0 &&
       !(value >= TLSPYO_CONFIG_MIN_STATS_INTERVAL && value <= TLSPYO_CONFIG_MAX_STATS_INTERVAL))
     return fail_at (reader, node, FALSE, error, "expected %s, found %s", expected,
