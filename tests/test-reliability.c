@@ -297,7 +297,6 @@ test_credit_all_not_remembered (TlspyoTestFixture *fixture,
   tlspyo_test_expect_string (consumer, "x");
 }
 
-
 /* Exactly once, endpoint to relay (issue 5). */
 
 static void
@@ -734,7 +733,6 @@ test_taken_by_handler (TlspyoTestFixture *fixture,
   g_assert_cmpuint (tlspyo_endpoint_get_n_queued (consumer), ==, 0);
   g_signal_handlers_disconnect_by_data (consumer, &n);
 }
-
 
 /* Exactly once to the application across faults (issue 5, protocol 2). */
 

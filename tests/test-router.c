@@ -1121,7 +1121,6 @@ test_delivery_kinds (Recorder      *rec,
   tlspyo_router_leave (rec->router, late);
 }
 
-
 /* Issue 5: sessions. A peer whose connection is lost parks its untaken
  * objects with its session; the next connection of the session resumes
  * them: those the endpoint received stay in flight to it, those lost in

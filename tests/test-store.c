@@ -729,7 +729,6 @@ test_commit_io_failure (Fixture       *fixture,
   assert_contents (store, expected);
 }
 
-
 /* The relay's state-directory property: start() opens the store, so that a
  * folder that cannot work fails start() cleanly; stop() releases it. The
  * relays do not listen: no socket is needed for this. */

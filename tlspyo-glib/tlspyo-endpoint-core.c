@@ -609,7 +609,6 @@ action_refused_cb (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
-
 static gboolean
 handle_denied (EndpointCore      *core,
                const TlspyoFrame *frame)
@@ -794,8 +793,6 @@ requeue_inflight_locked (TlspyoEndpoint *self)
     }
   return n;
 }
-
-
 
 static void
 core_closed_cb (TlspyoConnection *conn,
