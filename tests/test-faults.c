@@ -598,6 +598,16 @@ fault_cb (gpointer data)
       TlspyoTestProxyDirection direction = g_rand_int_range (net->rand, 0, 2);
       double choice = g_rand_double (net->rand);
 
+      /* Every kind at least once, however few faults a slow run (valgrind
+       * runs one thread at a time) leaves room for: the first ones go to
+       * the kinds not injected yet. */
+      if (g_atomic_int_get (&net->n_cuts) == 0)
+        choice = 0.0;
+      else if (g_atomic_int_get (&net->n_stalls) == 0)
+        choice = 0.5;
+      else if (g_atomic_int_get (&net->n_truncations) == 0)
+        choice = 0.9;
+
       if (choice < 0.3)
         {
           tlspyo_test_proxy_cut (net->proxy, index);
@@ -673,6 +683,16 @@ faulty_net_heal (Run      *run,
   FaultyNet *net = data;
   gint64 deadline = g_get_monotonic_time () + (gint64) TLSPYO_TEST_TIMEOUT_MS * 1000;
 
+  /* Not before every kind of fault happened (on a connection that was
+   * open): the run is to show each of them survived. */
+  while (g_atomic_int_get (&net->n_cuts) == 0 || g_atomic_int_get (&net->n_stalls) == 0 ||
+         g_atomic_int_get (&net->n_truncations) == 0)
+    {
+      if (g_get_monotonic_time () > deadline)
+        g_error ("The proxy injected not every kind of fault within %d ms",
+                 TLSPYO_TEST_TIMEOUT_MS);
+      run_poll_consumers (run);
+    }
   g_atomic_int_set (&net->faulty, FALSE);
   /* Healed at the next fault_cb, within 250 ms; consumers keep taking. */
   while (!g_atomic_int_get (&net->healed))
